@@ -1,0 +1,332 @@
+//! The YAML file, mirrored 1:1 by serde types.
+//!
+//! No logic lives here: every struct denies unknown fields, defaults are documented on the field
+//! and applied in [`super::validate`], which turns these types into the typed [`super::Config`].
+//! The JSON Schema printed by `portcullis schema` is derived from these types.
+
+use std::collections::BTreeMap;
+
+use schemars::JsonSchema;
+use serde::Deserialize;
+
+/// The whole configuration file.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct FileConfig {
+    /// Listeners, the admin endpoint and process settings.
+    pub server: ServerFile,
+    /// Authorization servers, by name. Used by `session` and `bearer` routes.
+    #[serde(default)]
+    pub providers: BTreeMap<String, ProviderFile>,
+    /// Where browser sessions are kept. Needed by `session` routes.
+    #[serde(default)]
+    pub sessions: Option<SessionsFile>,
+    /// Backends, by name.
+    pub upstreams: BTreeMap<String, UpstreamFile>,
+    /// The identity headers sent upstream; all of them are stripped from client requests.
+    #[serde(default)]
+    pub identity: IdentityFile,
+    /// Route rules; the first match wins, in file order. A request no route matches gets 404.
+    pub routes: Vec<RouteFile>,
+}
+
+/// `server:`
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ServerFile {
+    /// Public listeners: `"IP:port"` for plain HTTP (HTTP/1.1 and, unless `h2c: false`, HTTP/2 with
+    /// prior knowledge), or `{address, cert, key}` for TLS.
+    pub listen: Vec<ListenFile>,
+    /// The admin listener (`/metrics`, `/healthz`, `/readyz`), `"IP:port"`. Never one of `listen`.
+    pub admin: String,
+    /// The gateway's external URL, used to build redirect URIs. Optional.
+    #[serde(default)]
+    pub public_url: Option<String>,
+    /// Path prefix of the gateway's own endpoints, on every host. Defaults to `/oauth2`.
+    #[serde(default)]
+    pub auth_prefix: Option<String>,
+    /// CIDRs whose `X-Forwarded-*`/`Forwarded` headers are believed. Defaults to nobody.
+    #[serde(default)]
+    pub trusted_proxies: Vec<String>,
+    /// Worker threads for the proxy. Defaults to the number of CPUs.
+    #[serde(default)]
+    pub threads: Option<usize>,
+    /// On SIGTERM, how long in-flight requests may take to finish. Defaults to `10s`.
+    #[serde(default)]
+    pub drain_timeout: Option<String>,
+    /// Accept HTTP/2 with prior knowledge on plain listeners. Defaults to `true`.
+    #[serde(default)]
+    pub h2c: Option<bool>,
+    /// The access log: `stdout` (one JSON line per request) or `off`. Defaults to `stdout`.
+    #[serde(default)]
+    pub access_log: Option<AccessLogFile>,
+    /// pingora's pid file. Defaults to `/tmp/portcullis-<admin port>.pid`.
+    #[serde(default)]
+    pub pid_file: Option<String>,
+    /// pingora's graceful-upgrade socket. Defaults to `/tmp/portcullis-<admin port>.sock`.
+    #[serde(default)]
+    pub upgrade_sock: Option<String>,
+}
+
+/// One public listener.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(untagged)]
+pub enum ListenFile {
+    /// Plain HTTP on `"IP:port"`.
+    Plain(String),
+    /// TLS on `address` with a certificate chain and key in PEM files.
+    Tls(TlsListenFile),
+}
+
+/// A TLS listener.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TlsListenFile {
+    /// `"IP:port"`.
+    pub address: String,
+    /// Certificate chain, PEM.
+    pub cert: String,
+    /// Private key, PEM.
+    pub key: String,
+}
+
+/// Where the access log goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum AccessLogFile {
+    /// One JSON object per request on standard output.
+    Stdout,
+    /// No access log.
+    Off,
+}
+
+/// `providers.<name>:` an OpenID Connect provider (by discovery from `issuer`) or a plain OAuth 2.0
+/// server (endpoints given).
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ProviderFile {
+    /// The issuer URL; discovery reads `{issuer}/.well-known/openid-configuration`.
+    #[serde(default)]
+    pub issuer: Option<String>,
+    /// OAuth client id of the gateway at this provider.
+    #[serde(default)]
+    pub client_id: Option<String>,
+    /// OAuth client secret; `${env:NAME}` or `${file:PATH}` recommended.
+    #[serde(default)]
+    pub client_secret: Option<String>,
+    /// Scopes asked for at sign-in. Defaults to `[openid, email, profile]` for OIDC providers.
+    #[serde(default)]
+    pub scopes: Option<Vec<String>>,
+    /// Accepted `aud` values of bearer tokens.
+    #[serde(default)]
+    pub audiences: Vec<String>,
+    /// Key set URL; defaults to the discovered `jwks_uri`.
+    #[serde(default)]
+    pub jwks_uri: Option<String>,
+    /// Authorization endpoint, for providers without discovery.
+    #[serde(default)]
+    pub authorization_endpoint: Option<String>,
+    /// Token endpoint, for providers without discovery.
+    #[serde(default)]
+    pub token_endpoint: Option<String>,
+    /// Userinfo endpoint, for providers without discovery or ID tokens.
+    #[serde(default)]
+    pub userinfo_endpoint: Option<String>,
+    /// RFC 7662 introspection endpoint, for opaque bearer tokens.
+    #[serde(default)]
+    pub introspection_endpoint: Option<String>,
+}
+
+/// `sessions:`
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SessionsFile {
+    /// `cookie` (the whole session sealed in the cookie, the default) or `redis`.
+    #[serde(default)]
+    pub store: Option<SessionStoreFile>,
+    /// At least 32 random bytes, base64. `${env:NAME}` or `${file:PATH}` recommended.
+    pub secret: String,
+    /// Previous secrets, still accepted for decryption during a rotation.
+    #[serde(default)]
+    pub old_secrets: Vec<String>,
+    /// Absolute session lifetime. Defaults to `12h`.
+    #[serde(default)]
+    pub lifetime: Option<String>,
+    /// A session unused this long ends. Defaults to `1h`.
+    #[serde(default)]
+    pub idle_timeout: Option<String>,
+    /// Base name of the gateway's cookies. Defaults to `portcullis`.
+    #[serde(default)]
+    pub cookie_name: Option<String>,
+    /// Redis connection, for `store: redis`.
+    #[serde(default)]
+    pub redis: Option<RedisFile>,
+}
+
+/// Session store kind.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum SessionStoreFile {
+    /// Sealed inside the browser's cookie.
+    Cookie,
+    /// In Redis; the cookie holds only a ticket.
+    Redis,
+}
+
+/// `sessions.redis:`
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RedisFile {
+    /// `redis://` or `rediss://` URL; a password in it may use `${env:NAME}`.
+    pub url: String,
+}
+
+/// `upstreams.<name>:`
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UpstreamFile {
+    /// Backend addresses, `"IP:port"`, balanced round robin.
+    pub targets: Vec<String>,
+    /// Connect over TLS. Defaults to `false`.
+    #[serde(default)]
+    pub tls: bool,
+    /// Connection set-up limit. Defaults to `2s`.
+    #[serde(default)]
+    pub connect_timeout: Option<String>,
+    /// Longest wait for each read from the backend. Defaults to `60s`.
+    #[serde(default)]
+    pub read_timeout: Option<String>,
+    /// Longest wait for each write to the backend. Defaults to `60s`.
+    #[serde(default)]
+    pub write_timeout: Option<String>,
+    /// How long a target that failed to connect is skipped. Defaults to `10s`.
+    #[serde(default)]
+    pub fail_timeout: Option<String>,
+}
+
+/// `identity:` names of the headers the gateway sets upstream.
+#[derive(Debug, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct IdentityFile {
+    /// The user's subject. Defaults to `X-Forwarded-User`.
+    #[serde(default)]
+    pub user: Option<String>,
+    /// The user's email. Defaults to `X-Forwarded-Email`.
+    #[serde(default)]
+    pub email: Option<String>,
+    /// The user's groups, comma-separated. Defaults to `X-Forwarded-Groups`.
+    #[serde(default)]
+    pub groups: Option<String>,
+    /// More headers, each from one claim: `{X-Forwarded-Department: department}`.
+    #[serde(default)]
+    pub extra_claims: BTreeMap<String, String>,
+    /// `none` or the header carrying the access token. Defaults to `none`.
+    #[serde(default)]
+    pub access_token: Option<String>,
+    /// Header carrying a short-lived JWT signed by the gateway. Optional.
+    #[serde(default)]
+    pub assertion: Option<String>,
+}
+
+/// One entry of `routes:`.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RouteFile {
+    /// Unique name; used in metrics and logs.
+    pub name: String,
+    /// What requests this route takes. Omitted fields match anything.
+    #[serde(rename = "match", default)]
+    pub matcher: MatchFile,
+    /// The upstream (by name) that serves the route.
+    pub upstream: String,
+    /// `public`, `session`, `bearer` or `session_or_bearer`. Required: nothing is public by default.
+    pub auth: AuthFile,
+    /// The provider (by name) for `session`/`bearer` routes.
+    #[serde(default)]
+    pub provider: Option<String>,
+    /// Who may pass: any-of entries, each all-of its conditions. Omitted: any signed-in user.
+    #[serde(default)]
+    pub allow: Option<Vec<AllowFile>>,
+    /// `api` or `browser`: overrides the navigation detection for unauthenticated requests.
+    #[serde(default)]
+    pub mode: Option<ModeFile>,
+    /// Per-route override of `identity.access_token`.
+    #[serde(default)]
+    pub access_token: Option<String>,
+}
+
+/// `routes[].match:`
+#[derive(Debug, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct MatchFile {
+    /// Exact host (`app.example.com`) or a wildcard (`*.example.com`, any depth, not the apex).
+    #[serde(default)]
+    pub host: Option<String>,
+    /// Exact path.
+    #[serde(default)]
+    pub path: Option<String>,
+    /// Path prefix, matched on a segment boundary: `/api` matches `/api` and `/api/x`, not `/apix`.
+    #[serde(default)]
+    pub path_prefix: Option<String>,
+    /// Allowed methods. Omitted: every method.
+    #[serde(default)]
+    pub methods: Option<Vec<String>>,
+}
+
+/// How a route authenticates.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum AuthFile {
+    /// No authentication.
+    Public,
+    /// A browser session (OIDC sign-in).
+    Session,
+    /// An OAuth 2.0 bearer token.
+    Bearer,
+    /// A session cookie, or else a bearer token.
+    SessionOrBearer,
+}
+
+/// Unauthenticated-request handling.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ModeFile {
+    /// Always 401 JSON.
+    Api,
+    /// Always redirect to sign-in.
+    Browser,
+}
+
+/// One `allow` entry: every condition given must hold.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AllowFile {
+    /// Required scopes (all of them).
+    #[serde(default)]
+    pub scopes: Option<Vec<String>>,
+    /// Required groups (any of them).
+    #[serde(default)]
+    pub groups: Option<Vec<String>>,
+    /// Required email domain (label-boundary match).
+    #[serde(default)]
+    pub email_domain: Option<String>,
+    /// Claim conditions: claim name to a value, a list (one-of) or a glob.
+    #[serde(default)]
+    pub claims: Option<BTreeMap<String, ClaimValueFile>>,
+    /// Path template, `{name}` binding a segment, `**` the rest.
+    #[serde(default)]
+    pub path: Option<String>,
+    /// Allowed methods.
+    #[serde(default)]
+    pub methods: Option<Vec<String>>,
+}
+
+/// A claim condition's value.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(untagged)]
+pub enum ClaimValueFile {
+    /// Equality or glob.
+    One(String),
+    /// One of these.
+    Any(Vec<String>),
+}

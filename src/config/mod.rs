@@ -1,0 +1,302 @@
+//! Configuration: the YAML file → a validated, typed [`Config`].
+//!
+//! Pipeline: text → [`file::FileConfig`] (serde, unknown keys refused) → [`validate`] (every
+//! semantic problem collected) → [`Config`]. Each error carries `file:line:column` and the key path
+//! (`routes[2].upstream`). A syntax or type error stops serde at the first one; semantic errors are
+//! all reported together. Loading does no network I/O.
+
+pub mod file;
+mod locate;
+pub mod secret;
+mod validate;
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use http::HeaderName;
+use ipnet::IpNet;
+use url::Url;
+
+use crate::routing::Route;
+pub use locate::Position;
+pub use secret::Secret;
+
+/// A validated configuration.
+#[derive(Debug)]
+pub struct Config {
+    /// `server:`
+    pub server: ServerConfig,
+    /// `providers:` by name (used by later capabilities).
+    pub providers: BTreeMap<String, ProviderConfig>,
+    /// `sessions:` (used by later capabilities).
+    pub sessions: Option<SessionsConfig>,
+    /// `upstreams:`, in name order; routes refer to them by index.
+    pub upstreams: Vec<UpstreamConfig>,
+    /// `identity:`
+    pub identity: IdentityConfig,
+    /// `routes:`, compiled, in file order.
+    pub routes: Vec<Route>,
+}
+
+/// `server:`
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    /// Plain-HTTP public listeners.
+    pub listen: Vec<SocketAddr>,
+    /// Admin listener.
+    pub admin: SocketAddr,
+    /// External URL, for redirect URIs.
+    pub public_url: Option<Url>,
+    /// Prefix of the gateway's own endpoints, e.g. `/oauth2`.
+    pub auth_prefix: String,
+    /// Peers whose forwarding headers are believed.
+    pub trusted_proxies: Vec<IpNet>,
+    /// Proxy worker threads.
+    pub threads: usize,
+    /// How long SIGTERM waits for in-flight requests.
+    pub drain_timeout: Duration,
+    /// Accept HTTP/2 with prior knowledge on plain listeners.
+    pub h2c: bool,
+    /// Write one JSON access-log line per request to stdout.
+    pub access_log: bool,
+    /// pingora's pid file.
+    pub pid_file: String,
+    /// pingora's graceful-upgrade socket.
+    pub upgrade_sock: String,
+}
+
+/// `providers.<name>:`
+#[derive(Debug, Clone)]
+pub struct ProviderConfig {
+    /// Issuer, for discovery.
+    pub issuer: Option<Url>,
+    /// The gateway's client id.
+    pub client_id: Option<String>,
+    /// The gateway's client secret.
+    pub client_secret: Option<Secret>,
+    /// Sign-in scopes.
+    pub scopes: Vec<String>,
+    /// Accepted bearer-token audiences.
+    pub audiences: Vec<String>,
+    /// Explicit key set URL.
+    pub jwks_uri: Option<Url>,
+    /// Explicit authorization endpoint.
+    pub authorization_endpoint: Option<Url>,
+    /// Explicit token endpoint.
+    pub token_endpoint: Option<Url>,
+    /// Explicit userinfo endpoint.
+    pub userinfo_endpoint: Option<Url>,
+    /// Explicit introspection endpoint.
+    pub introspection_endpoint: Option<Url>,
+}
+
+/// Session store kind.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SessionStore {
+    /// Sealed in the cookie.
+    Cookie,
+    /// In Redis.
+    Redis,
+}
+
+/// `sessions:`
+#[derive(Clone)]
+pub struct SessionsConfig {
+    /// Store kind.
+    pub store: SessionStore,
+    /// Decoded secrets: the current one first, then old ones.
+    pub keys: Vec<Vec<u8>>,
+    /// Absolute lifetime.
+    pub lifetime: Duration,
+    /// Idle timeout.
+    pub idle_timeout: Duration,
+    /// Base cookie name.
+    pub cookie_name: String,
+    /// Redis URL (may hold a password).
+    pub redis_url: Option<Secret>,
+}
+
+impl fmt::Debug for SessionsConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SessionsConfig")
+            .field("store", &self.store)
+            .field("keys", &format_args!("[{} redacted]", self.keys.len()))
+            .field("lifetime", &self.lifetime)
+            .field("idle_timeout", &self.idle_timeout)
+            .field("cookie_name", &self.cookie_name)
+            .field("redis_url", &self.redis_url)
+            .finish()
+    }
+}
+
+/// `upstreams.<name>:`
+#[derive(Debug, Clone)]
+pub struct UpstreamConfig {
+    /// Name, for metrics and logs.
+    pub name: Arc<str>,
+    /// Backend addresses.
+    pub targets: Vec<SocketAddr>,
+    /// Connection set-up limit.
+    pub connect_timeout: Duration,
+    /// Per-read limit.
+    pub read_timeout: Duration,
+    /// Per-write limit.
+    pub write_timeout: Duration,
+    /// How long a failed target is skipped.
+    pub fail_timeout: Duration,
+}
+
+/// `identity:`
+#[derive(Debug, Clone)]
+pub struct IdentityConfig {
+    /// Subject header.
+    pub user: HeaderName,
+    /// Email header.
+    pub email: HeaderName,
+    /// Groups header.
+    pub groups: HeaderName,
+    /// Claim-derived headers: (header, claim).
+    pub extra_claims: Vec<(HeaderName, String)>,
+    /// Access-token pass-through header.
+    pub access_token: Option<HeaderName>,
+    /// Signed identity assertion header.
+    pub assertion: Option<HeaderName>,
+}
+
+impl IdentityConfig {
+    /// Every header name the gateway may set as identity.
+    pub fn header_names(&self) -> impl Iterator<Item = &HeaderName> {
+        [&self.user, &self.email, &self.groups]
+            .into_iter()
+            .chain(self.extra_claims.iter().map(|(h, _)| h))
+            .chain(self.access_token.iter())
+            .chain(self.assertion.iter())
+    }
+}
+
+/// One config problem, located.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    /// The file, as given.
+    pub file: String,
+    /// Where in it.
+    pub position: Position,
+    /// The key path, e.g. `routes[1].upstream`; empty for the whole document.
+    pub key: String,
+    /// What is wrong.
+    pub message: String,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let Position { line, column } = self.position;
+        if self.key.is_empty() {
+            write!(f, "{}:{line}:{column}: {}", self.file, self.message)
+        } else {
+            write!(
+                f,
+                "{}:{line}:{column}: {}: {}",
+                self.file, self.key, self.message
+            )
+        }
+    }
+}
+
+/// Every problem of one file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigErrors(pub Vec<ConfigError>);
+
+impl fmt::Display for ConfigErrors {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, e) in self.0.iter().enumerate() {
+            if i > 0 {
+                writeln!(f)?;
+            }
+            write!(f, "{e}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for ConfigErrors {}
+
+/// Reads and validates the file at `path`.
+pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
+    let name = path.display().to_string();
+    match std::fs::read_to_string(path) {
+        Ok(text) => load_str(&text, &name),
+        Err(e) => Err(ConfigErrors(vec![ConfigError {
+            file: name,
+            position: Position { line: 0, column: 0 },
+            key: String::new(),
+            message: format!("cannot read: {e}"),
+        }])),
+    }
+}
+
+/// Validates `text`; `name` is used in error messages.
+pub fn load_str(text: &str, name: &str) -> Result<Config, ConfigErrors> {
+    let locations = locate::Locations::index(text);
+    let located = |key: String, message: String| ConfigError {
+        file: name.to_string(),
+        position: locations.find(&key),
+        key,
+        message,
+    };
+    if !locations.duplicates.is_empty() {
+        let errors = locations
+            .duplicates
+            .iter()
+            .map(|(key, pos)| ConfigError {
+                file: name.to_string(),
+                position: *pos,
+                key: key.clone(),
+                message: "duplicate key in the same mapping".into(),
+            })
+            .collect();
+        return Err(ConfigErrors(errors));
+    }
+    let deserializer = serde_yaml_ng::Deserializer::from_str(text);
+    let parsed: Result<file::FileConfig, _> = serde_path_to_error::deserialize(deserializer);
+    let file = match parsed {
+        Ok(f) => f,
+        Err(e) => {
+            let key = e.path().to_string();
+            let inner = e.into_inner();
+            let position = inner.location().map_or_else(
+                || locations.find(&key),
+                |l| Position {
+                    line: l.line(),
+                    column: l.column(),
+                },
+            );
+            let key = if key == "." { String::new() } else { key };
+            return Err(ConfigErrors(vec![ConfigError {
+                file: name.to_string(),
+                position,
+                key,
+                message: strip_location(&inner.to_string()),
+            }]));
+        }
+    };
+    validate::validate(file).map_err(|problems| {
+        ConfigErrors(problems.into_iter().map(|(k, m)| located(k, m)).collect())
+    })
+}
+
+/// serde_yaml_ng appends " at line L column C" to messages; the prefix already says it.
+fn strip_location(message: &str) -> String {
+    match message.find(" at line ") {
+        Some(cut) => message[..cut].to_string(),
+        None => message.to_string(),
+    }
+}
+
+/// The JSON Schema of the config file, derived from [`file::FileConfig`].
+pub fn schema() -> serde_json::Value {
+    serde_json::to_value(schemars::schema_for!(file::FileConfig)).unwrap_or_default()
+}

@@ -1,0 +1,634 @@
+//! File types → the typed [`Config`]. Every problem is collected, none stops the others.
+//!
+//! Validation does no network I/O: provider and Redis reachability are checked at start-up.
+
+use std::collections::{BTreeMap, HashMap};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use base64::Engine;
+use http::HeaderName;
+use ipnet::IpNet;
+use url::Url;
+
+use super::file::{self, FileConfig};
+use super::secret::{self, Secret};
+use super::{
+    Config, IdentityConfig, ProviderConfig, ServerConfig, SessionStore, SessionsConfig,
+    UpstreamConfig,
+};
+use crate::routing::{AuthPolicy, HostMatch, MethodSet, PathMatch, Route, normalise};
+
+/// A problem at a key path; positions are added by the caller.
+pub(super) type Problem = (String, String);
+
+/// Validates `file`, returning the config or every problem found.
+pub(super) fn validate(file: FileConfig) -> Result<Config, Vec<Problem>> {
+    let mut v = Validator::default();
+    let server = v.server(&file.server);
+    let providers = v.providers(&file.providers);
+    let sessions = file.sessions.as_ref().and_then(|s| v.sessions(s));
+    let upstreams = v.upstreams(&file.upstreams);
+    let identity = v.identity(&file.identity);
+    let upstream_index: HashMap<&str, usize> = upstreams
+        .iter()
+        .enumerate()
+        .map(|(i, u)| (&*u.name, i))
+        .collect();
+    let routes = v.routes(&file, &upstream_index, server.as_ref());
+    if !v.problems.is_empty() {
+        return Err(v.problems);
+    }
+    match (server, identity) {
+        (Some(server), Some(identity)) => Ok(Config {
+            server,
+            providers,
+            sessions,
+            upstreams,
+            identity,
+            routes,
+        }),
+        _ => Err(vec![(String::new(), "invalid configuration".into())]),
+    }
+}
+
+#[derive(Default)]
+struct Validator {
+    problems: Vec<Problem>,
+}
+
+const DEFAULT_AUTH_PREFIX: &str = "/oauth2";
+
+impl Validator {
+    fn err(&mut self, path: impl Into<String>, message: impl Into<String>) {
+        self.problems.push((path.into(), message.into()));
+    }
+
+    fn duration(&mut self, path: &str, raw: Option<&str>, default: Duration) -> Duration {
+        let Some(raw) = raw else { return default };
+        match humantime::parse_duration(raw) {
+            Ok(d) if !d.is_zero() => d,
+            Ok(_) => {
+                self.err(path, "invalid duration: must be above zero");
+                default
+            }
+            Err(e) => {
+                self.err(
+                    path,
+                    format!("invalid duration `{raw}`: {e} (examples: 500ms, 2s, 1h)"),
+                );
+                default
+            }
+        }
+    }
+
+    fn socket(&mut self, path: &str, raw: &str) -> Option<SocketAddr> {
+        match raw.parse() {
+            Ok(addr) => Some(addr),
+            Err(_) => {
+                self.err(
+                    path,
+                    format!("`{raw}` is not an IP:port (host names are not resolved)"),
+                );
+                None
+            }
+        }
+    }
+
+    fn url(&mut self, path: &str, raw: Option<&str>) -> Option<Url> {
+        let raw = raw?;
+        match Url::parse(raw) {
+            Ok(u) if matches!(u.scheme(), "https" | "http") && u.host().is_some() => Some(u),
+            Ok(_) => {
+                self.err(path, format!("`{raw}` is not an http(s) URL"));
+                None
+            }
+            Err(e) => {
+                self.err(path, format!("`{raw}` is not a URL: {e}"));
+                None
+            }
+        }
+    }
+
+    fn header(&mut self, path: &str, raw: &str) -> Option<HeaderName> {
+        match HeaderName::from_bytes(raw.as_bytes()) {
+            Ok(h) => Some(h),
+            Err(_) => {
+                self.err(path, format!("`{raw}` is not a valid header name"));
+                None
+            }
+        }
+    }
+
+    fn secret(&mut self, path: &str, raw: &str) -> Option<Secret> {
+        match secret::resolve(raw) {
+            Ok(s) => Some(s),
+            Err(e) => {
+                self.err(path, e);
+                None
+            }
+        }
+    }
+
+    fn server(&mut self, s: &file::ServerFile) -> Option<ServerConfig> {
+        let mut listen = Vec::new();
+        if s.listen.is_empty() {
+            self.err("server.listen", "at least one listener is needed");
+        }
+        for (i, l) in s.listen.iter().enumerate() {
+            let path = format!("server.listen[{i}]");
+            match l {
+                file::ListenFile::Plain(addr) => listen.extend(self.socket(&path, addr)),
+                file::ListenFile::Tls(_) => {
+                    self.err(path, "TLS listeners are not available yet in this build")
+                }
+            }
+        }
+        let admin = self.socket("server.admin", &s.admin);
+        if let Some(admin) = admin
+            && listen.contains(&admin)
+        {
+            self.err(
+                "server.admin",
+                "the admin listener must not be a public listener",
+            );
+        }
+        let public_url = self.url("server.public_url", s.public_url.as_deref());
+        let auth_prefix = s
+            .auth_prefix
+            .clone()
+            .unwrap_or_else(|| DEFAULT_AUTH_PREFIX.into());
+        if !auth_prefix.starts_with('/')
+            || auth_prefix.len() < 2
+            || auth_prefix.ends_with('/')
+            || normalise(&auth_prefix)
+                .map(|n| n.path != auth_prefix)
+                .unwrap_or(true)
+        {
+            self.err(
+                "server.auth_prefix",
+                format!("`{auth_prefix}` must be a normalised path like /oauth2, without a trailing slash"),
+            );
+        }
+        let mut trusted_proxies = Vec::new();
+        for (i, cidr) in s.trusted_proxies.iter().enumerate() {
+            let parsed = cidr
+                .parse::<IpNet>()
+                .or_else(|_| cidr.parse::<std::net::IpAddr>().map(IpNet::from));
+            match parsed {
+                Ok(net) => trusted_proxies.push(net),
+                Err(_) => self.err(
+                    format!("server.trusted_proxies[{i}]"),
+                    format!("`{cidr}` is not a CIDR or IP address"),
+                ),
+            }
+        }
+        let threads = match s.threads {
+            Some(0) => {
+                self.err("server.threads", "must be at least 1");
+                1
+            }
+            Some(n) => n,
+            None => std::thread::available_parallelism().map_or(1, |n| n.get()),
+        };
+        let drain_timeout = self.duration(
+            "server.drain_timeout",
+            s.drain_timeout.as_deref(),
+            Duration::from_secs(10),
+        );
+        let admin = admin?;
+        let port = admin.port();
+        Some(ServerConfig {
+            listen,
+            admin,
+            public_url,
+            auth_prefix,
+            trusted_proxies,
+            threads,
+            drain_timeout,
+            h2c: s.h2c.unwrap_or(true),
+            access_log: s.access_log != Some(file::AccessLogFile::Off),
+            pid_file: s
+                .pid_file
+                .clone()
+                .unwrap_or_else(|| format!("/tmp/portcullis-{port}.pid")),
+            upgrade_sock: s
+                .upgrade_sock
+                .clone()
+                .unwrap_or_else(|| format!("/tmp/portcullis-{port}.sock")),
+        })
+    }
+
+    fn providers(
+        &mut self,
+        providers: &BTreeMap<String, file::ProviderFile>,
+    ) -> BTreeMap<String, ProviderConfig> {
+        let mut out = BTreeMap::new();
+        for (name, p) in providers {
+            let base = format!("providers.{name}");
+            let at = |key: &str| format!("{base}.{key}");
+            let issuer = self.url(&at("issuer"), p.issuer.as_deref());
+            let authorization_endpoint = self.url(
+                &at("authorization_endpoint"),
+                p.authorization_endpoint.as_deref(),
+            );
+            let token_endpoint = self.url(&at("token_endpoint"), p.token_endpoint.as_deref());
+            if p.issuer.is_none()
+                && (p.authorization_endpoint.is_none() || p.token_endpoint.is_none())
+            {
+                self.err(
+                    base.clone(),
+                    "give `issuer` (OpenID Connect discovery) or both `authorization_endpoint` and `token_endpoint`",
+                );
+            }
+            if p.client_secret.is_some() && p.client_id.is_none() {
+                self.err(at("client_secret"), "a client secret needs a `client_id`");
+            }
+            let client_secret = p
+                .client_secret
+                .as_deref()
+                .and_then(|raw| self.secret(&at("client_secret"), raw));
+            let scopes = p.scopes.clone().unwrap_or_else(|| {
+                if p.issuer.is_some() {
+                    vec!["openid".into(), "email".into(), "profile".into()]
+                } else {
+                    Vec::new()
+                }
+            });
+            out.insert(
+                name.clone(),
+                ProviderConfig {
+                    issuer,
+                    client_id: p.client_id.clone(),
+                    client_secret,
+                    scopes,
+                    audiences: p.audiences.clone(),
+                    jwks_uri: self.url(&at("jwks_uri"), p.jwks_uri.as_deref()),
+                    authorization_endpoint,
+                    token_endpoint,
+                    userinfo_endpoint: self
+                        .url(&at("userinfo_endpoint"), p.userinfo_endpoint.as_deref()),
+                    introspection_endpoint: self.url(
+                        &at("introspection_endpoint"),
+                        p.introspection_endpoint.as_deref(),
+                    ),
+                },
+            );
+        }
+        out
+    }
+
+    fn session_key(&mut self, path: &str, raw: &str) -> Option<Vec<u8>> {
+        let secret = self.secret(path, raw)?;
+        let engine = base64::engine::general_purpose::STANDARD;
+        let url_engine = base64::engine::general_purpose::URL_SAFE;
+        let bytes = engine
+            .decode(secret.expose().trim())
+            .or_else(|_| url_engine.decode(secret.expose().trim()));
+        match bytes {
+            Ok(b) if b.len() >= 32 => Some(b),
+            Ok(b) => {
+                self.err(
+                    path,
+                    format!("the secret decodes to {} bytes; it must be at least 32 bytes of randomness (`openssl rand -base64 32`)", b.len()),
+                );
+                None
+            }
+            Err(_) => {
+                self.err(
+                    path,
+                    "the secret must be base64 of at least 32 bytes (`openssl rand -base64 32`)",
+                );
+                None
+            }
+        }
+    }
+
+    fn sessions(&mut self, s: &file::SessionsFile) -> Option<SessionsConfig> {
+        let mut keys = Vec::new();
+        keys.extend(self.session_key("sessions.secret", &s.secret));
+        for (i, old) in s.old_secrets.iter().enumerate() {
+            keys.extend(self.session_key(&format!("sessions.old_secrets[{i}]"), old));
+        }
+        let store = match s.store.unwrap_or(file::SessionStoreFile::Cookie) {
+            file::SessionStoreFile::Cookie => SessionStore::Cookie,
+            file::SessionStoreFile::Redis => SessionStore::Redis,
+        };
+        let redis_url = match (&s.redis, store) {
+            (Some(r), _) => self.secret("sessions.redis.url", &r.url),
+            (None, SessionStore::Redis) => {
+                self.err("sessions.redis", "`store: redis` needs `redis: {url: ...}`");
+                None
+            }
+            (None, SessionStore::Cookie) => None,
+        };
+        if let Some(url) = &redis_url
+            && !(url.expose().starts_with("redis://") || url.expose().starts_with("rediss://"))
+        {
+            self.err(
+                "sessions.redis.url",
+                "must start with redis:// or rediss://",
+            );
+        }
+        let cookie_name = s.cookie_name.clone().unwrap_or_else(|| "portcullis".into());
+        if cookie_name.is_empty()
+            || !cookie_name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+        {
+            self.err(
+                "sessions.cookie_name",
+                "use letters, digits, `_` and `-` only",
+            );
+        }
+        let lifetime = self.duration(
+            "sessions.lifetime",
+            s.lifetime.as_deref(),
+            Duration::from_secs(12 * 3600),
+        );
+        let idle_timeout = self.duration(
+            "sessions.idle_timeout",
+            s.idle_timeout.as_deref(),
+            Duration::from_secs(3600),
+        );
+        if idle_timeout > lifetime {
+            self.err("sessions.idle_timeout", "must not exceed `lifetime`");
+        }
+        Some(SessionsConfig {
+            store,
+            keys,
+            lifetime,
+            idle_timeout,
+            cookie_name,
+            redis_url,
+        })
+    }
+
+    fn upstreams(
+        &mut self,
+        upstreams: &BTreeMap<String, file::UpstreamFile>,
+    ) -> Vec<UpstreamConfig> {
+        let mut out = Vec::new();
+        for (name, u) in upstreams {
+            let base = format!("upstreams.{name}");
+            if u.targets.is_empty() {
+                self.err(format!("{base}.targets"), "at least one target is needed");
+            }
+            let targets: Vec<SocketAddr> = u
+                .targets
+                .iter()
+                .enumerate()
+                .filter_map(|(i, t)| self.socket(&format!("{base}.targets[{i}]"), t))
+                .collect();
+            if u.tls {
+                self.err(
+                    format!("{base}.tls"),
+                    "TLS upstreams are not available yet in this build",
+                );
+            }
+            let d = |v: &mut Self, key: &str, raw: &Option<String>, secs: u64| {
+                v.duration(
+                    &format!("{base}.{key}"),
+                    raw.as_deref(),
+                    Duration::from_secs(secs),
+                )
+            };
+            let connect_timeout = d(self, "connect_timeout", &u.connect_timeout, 2);
+            let read_timeout = d(self, "read_timeout", &u.read_timeout, 60);
+            let write_timeout = d(self, "write_timeout", &u.write_timeout, 60);
+            let fail_timeout = d(self, "fail_timeout", &u.fail_timeout, 10);
+            out.push(UpstreamConfig {
+                name: Arc::from(name.as_str()),
+                targets,
+                connect_timeout,
+                read_timeout,
+                write_timeout,
+                fail_timeout,
+            });
+        }
+        out
+    }
+
+    fn identity(&mut self, i: &file::IdentityFile) -> Option<IdentityConfig> {
+        let named = |v: &mut Self, key: &str, raw: &Option<String>, default: &str| {
+            v.header(
+                &format!("identity.{key}"),
+                raw.as_deref().unwrap_or(default),
+            )
+        };
+        let user = named(self, "user", &i.user, "X-Forwarded-User");
+        let email = named(self, "email", &i.email, "X-Forwarded-Email");
+        let groups = named(self, "groups", &i.groups, "X-Forwarded-Groups");
+        let mut extra_claims = Vec::new();
+        for (header, claim) in &i.extra_claims {
+            if let Some(h) = self.header(&format!("identity.extra_claims.{header}"), header) {
+                extra_claims.push((h, claim.clone()));
+            }
+        }
+        let access_token = match i.access_token.as_deref() {
+            None | Some("none") => None,
+            Some(h) => self.header("identity.access_token", h),
+        };
+        let assertion = i
+            .assertion
+            .as_deref()
+            .and_then(|h| self.header("identity.assertion", h));
+        Some(IdentityConfig {
+            user: user?,
+            email: email?,
+            groups: groups?,
+            extra_claims,
+            access_token,
+            assertion,
+        })
+    }
+
+    fn routes(
+        &mut self,
+        file: &FileConfig,
+        upstreams: &HashMap<&str, usize>,
+        server: Option<&ServerConfig>,
+    ) -> Vec<Route> {
+        let auth_prefix = server.map_or(DEFAULT_AUTH_PREFIX, |s| s.auth_prefix.as_str());
+        let mut names: HashMap<&str, usize> = HashMap::new();
+        let mut compiled: Vec<(usize, Route)> = Vec::new();
+        for (i, r) in file.routes.iter().enumerate() {
+            let base = format!("routes[{i}]");
+            if r.name.is_empty() {
+                self.err(format!("{base}.name"), "must not be empty");
+            }
+            if let Some(first) = names.insert(&r.name, i) {
+                self.err(
+                    format!("{base}.name"),
+                    format!(
+                        "duplicate route name `{}` (first used by routes[{first}])",
+                        r.name
+                    ),
+                );
+            }
+            if let Some(route) = self.route(&base, r, file, upstreams, auth_prefix) {
+                compiled.push((i, route));
+            }
+        }
+        for (later_pos, (j, later)) in compiled.iter().enumerate() {
+            if let Some((i, earlier)) = compiled[..later_pos].iter().find(|(_, e)| e.shadows(later))
+            {
+                self.err(
+                    format!("routes[{j}]"),
+                    format!(
+                        "route `{}` is shadowed by routes[{i}] (`{}`), which takes every request it would: it can never match",
+                        later.name, earlier.name
+                    ),
+                );
+            }
+        }
+        compiled.into_iter().map(|(_, r)| r).collect()
+    }
+
+    fn route(
+        &mut self,
+        base: &str,
+        r: &file::RouteFile,
+        file: &FileConfig,
+        upstreams: &HashMap<&str, usize>,
+        auth_prefix: &str,
+    ) -> Option<Route> {
+        let at = |key: &str| format!("{base}.{key}");
+        let upstream = upstreams.get(r.upstream.as_str()).copied();
+        if upstream.is_none() {
+            self.err(at("upstream"), format!("unknown upstream `{}`", r.upstream));
+        }
+        if let Some(p) = &r.provider
+            && !file.providers.contains_key(p)
+        {
+            self.err(at("provider"), format!("unknown provider `{p}`"));
+        }
+        let auth = match r.auth {
+            file::AuthFile::Public => AuthPolicy::Public,
+            other => {
+                let name = match other {
+                    file::AuthFile::Session => "session",
+                    file::AuthFile::Bearer => "bearer",
+                    _ => "session_or_bearer",
+                };
+                self.err(
+                    at("auth"),
+                    format!("`auth: {name}` is not available yet in this build; only `public` routes are served (see README)"),
+                );
+                return None;
+            }
+        };
+        if auth == AuthPolicy::Public {
+            for (key, present) in [
+                ("provider", r.provider.is_some()),
+                ("allow", r.allow.is_some()),
+                ("mode", r.mode.is_some()),
+                ("access_token", r.access_token.is_some()),
+            ] {
+                if present {
+                    self.err(
+                        at(key),
+                        format!("`{key}` has no effect on an `auth: public` route"),
+                    );
+                }
+            }
+        }
+        let host = self.host_match(&at("match.host"), r.matcher.host.as_deref());
+        let path = self.path_match(base, &r.matcher, auth_prefix);
+        let methods = match &r.matcher.methods {
+            None => Some(MethodSet::ALL),
+            Some(list) if list.is_empty() => {
+                self.err(
+                    at("match.methods"),
+                    "an empty list matches nothing; omit it to match every method",
+                );
+                None
+            }
+            Some(list) => match MethodSet::from_names(list.iter().map(String::as_str)) {
+                Ok(set) => Some(set),
+                Err(e) => {
+                    self.err(at("match.methods"), e);
+                    None
+                }
+            },
+        };
+        Some(Route {
+            name: Arc::from(r.name.as_str()),
+            host: host?,
+            path: path?,
+            methods: methods?,
+            upstream: upstream?,
+            auth,
+        })
+    }
+
+    fn host_match(&mut self, path: &str, raw: Option<&str>) -> Option<HostMatch> {
+        let Some(raw) = raw else {
+            return Some(HostMatch::Any);
+        };
+        let lower = raw.to_ascii_lowercase();
+        let (wild, name) = match lower.strip_prefix("*.") {
+            Some(rest) => (true, rest),
+            None => (false, lower.as_str()),
+        };
+        let valid = !name.is_empty()
+            && name.split('.').all(|l| {
+                !l.is_empty() && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+            });
+        if !valid {
+            self.err(
+                path,
+                format!("`{raw}` is not a host name or `*.suffix` wildcard (no port, no scheme)"),
+            );
+            return None;
+        }
+        Some(if wild {
+            HostMatch::Suffix(name.into())
+        } else {
+            HostMatch::Exact(name.into())
+        })
+    }
+
+    fn path_match(
+        &mut self,
+        base: &str,
+        m: &file::MatchFile,
+        auth_prefix: &str,
+    ) -> Option<PathMatch> {
+        let (key, raw, exact) = match (&m.path, &m.path_prefix) {
+            (Some(_), Some(_)) => {
+                self.err(
+                    format!("{base}.match"),
+                    "give `path` or `path_prefix`, not both",
+                );
+                return None;
+            }
+            (Some(p), None) => ("path", p, true),
+            (None, Some(p)) => ("path_prefix", p, false),
+            (None, None) => return Some(PathMatch::Any),
+        };
+        let at = format!("{base}.match.{key}");
+        match normalise(raw) {
+            Ok(n) if n.path == raw.as_str() && !n.has_params => {}
+            _ => {
+                self.err(at, format!("`{raw}` must be a normalised absolute path (no `..`, `//`, `;` or needless escapes)"));
+                return None;
+            }
+        }
+        let reserved = PathMatch::Prefix(auth_prefix.into());
+        let candidate = if exact {
+            PathMatch::Exact(raw.as_str().into())
+        } else {
+            PathMatch::Prefix(raw.as_str().into())
+        };
+        if reserved.covers(&candidate) {
+            self.err(
+                at,
+                format!("`{raw}` lies under `{auth_prefix}`, which the gateway answers itself (server.auth_prefix)"),
+            );
+            return None;
+        }
+        Some(candidate)
+    }
+}

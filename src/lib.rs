@@ -1,0 +1,22 @@
+//! Portcullis: an authorization gateway in front of unmodified web apps and APIs.
+//!
+//! One request, one direction:
+//! 1. [`routing::admit`] reads the host, normalises the path once and finds the first route
+//!    that takes the request (400 for an ambiguous path, 404 for none).
+//! 2. [`upstream::UpstreamPool`] picks a backend target (round robin, passive health).
+//! 3. [`identity::Hygiene`] decides which client headers to strip — hop-by-hop, identity in every
+//!    spelling, untrusted forwarding headers, the gateway's cookies — before `proxy` sets its own.
+//! 4. [`metrics`] and [`access_log`] record the outcome.
+//!
+//! [`config`] turns the YAML file into a typed [`config::Config`]; [`snapshot::Snapshot`] is
+//! everything compiled from one load, swapped atomically on SIGHUP. Only [`proxy`] and the binary
+//! speak pingora; everything else works on `http` types and can be tested without a server.
+
+pub mod access_log;
+pub mod config;
+pub mod identity;
+pub mod metrics;
+pub mod proxy;
+pub mod routing;
+pub mod snapshot;
+pub mod upstream;

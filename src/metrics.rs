@@ -1,0 +1,166 @@
+//! Every metric the gateway exports, in the default Prometheus registry.
+//!
+//! Labels are bounded: route and upstream names come from the config, methods are folded to the
+//! standard nine plus `other`, statuses to their class. Never a user, token or raw path.
+
+use std::sync::LazyLock;
+
+use http::Method;
+use prometheus::{
+    HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts, Registry,
+};
+
+/// The registry served at `/metrics`.
+pub static REGISTRY: LazyLock<Registry> = LazyLock::new(Registry::new);
+
+fn register<T: prometheus::core::Collector + Clone + 'static>(metric: T) -> T {
+    // A name clash is a programming error caught by the first test run.
+    if let Err(e) = REGISTRY.register(Box::new(metric.clone())) {
+        tracing::error!(error = %e, "metric registration failed");
+    }
+    metric
+}
+
+fn counter(name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
+    register(IntCounterVec::new(Opts::new(name, help), labels).expect("static metric definition"))
+}
+
+/// Requests answered, by route, method and status class.
+pub static REQUESTS: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    counter(
+        "portcullis_requests_total",
+        "Requests answered, by route, method and status class.",
+        &["route", "method", "status_class"],
+    )
+});
+
+/// Request latency, by route.
+pub static DURATION: LazyLock<HistogramVec> = LazyLock::new(|| {
+    let opts = HistogramOpts::new(
+        "portcullis_request_duration_seconds",
+        "Time from request headers read to response finished, by route.",
+    )
+    .buckets(vec![
+        0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+    ]);
+    register(HistogramVec::new(opts, &["route"]).expect("static metric definition"))
+});
+
+/// Upstream failures, by upstream and kind.
+pub static UPSTREAM_ERRORS: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    counter(
+        "portcullis_upstream_errors_total",
+        "Upstream failures, by upstream and kind (connect_refused, connect_timeout, read_timeout, reset, other).",
+        &["upstream", "kind"],
+    )
+});
+
+/// Open downstream connections.
+pub static OPEN_CONNECTIONS: LazyLock<IntGauge> = LazyLock::new(|| {
+    register(
+        IntGauge::new(
+            "portcullis_open_connections",
+            "Client connections currently open.",
+        )
+        .expect("static metric definition"),
+    )
+});
+
+/// Config reloads, by result.
+pub static RELOADS: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    counter(
+        "portcullis_config_reloads_total",
+        "Config reloads, by result (success, failure).",
+        &["result"],
+    )
+});
+
+/// Client headers stripped, by reason.
+pub static STRIPPED: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    counter(
+        "portcullis_stripped_headers_total",
+        "Client request headers removed before proxying, by reason (hop_by_hop, identity, forwarding).",
+        &["reason"],
+    )
+});
+
+/// Requests refused before routing, by reason.
+pub static REFUSED: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    counter(
+        "portcullis_refused_requests_total",
+        "Requests the gateway answered itself with an error, by route and reason.",
+        &["route", "reason"],
+    )
+});
+
+/// Access-log lines dropped because the writer fell behind.
+pub static ACCESS_LOG_DROPPED: LazyLock<IntCounter> = LazyLock::new(|| {
+    register(
+        IntCounter::new(
+            "portcullis_access_log_dropped_total",
+            "Access-log lines dropped because the log writer fell behind.",
+        )
+        .expect("static metric definition"),
+    )
+});
+
+/// Registers every metric, so `/metrics` lists them before the first request.
+pub fn init() {
+    LazyLock::force(&REQUESTS);
+    LazyLock::force(&DURATION);
+    LazyLock::force(&UPSTREAM_ERRORS);
+    LazyLock::force(&OPEN_CONNECTIONS);
+    LazyLock::force(&RELOADS);
+    LazyLock::force(&STRIPPED);
+    LazyLock::force(&REFUSED);
+    LazyLock::force(&ACCESS_LOG_DROPPED);
+    for result in ["success", "failure"] {
+        RELOADS.with_label_values(&[result]);
+    }
+}
+
+/// The method label: one of the standard methods, else `other`.
+pub fn method_label(method: &Method) -> &'static str {
+    match *method {
+        Method::GET => "GET",
+        Method::HEAD => "HEAD",
+        Method::POST => "POST",
+        Method::PUT => "PUT",
+        Method::DELETE => "DELETE",
+        Method::PATCH => "PATCH",
+        Method::OPTIONS => "OPTIONS",
+        Method::TRACE => "TRACE",
+        Method::CONNECT => "CONNECT",
+        _ => "other",
+    }
+}
+
+/// The status-class label.
+pub fn status_class(status: u16) -> &'static str {
+    match status {
+        100..=199 => "1xx",
+        200..=299 => "2xx",
+        300..=399 => "3xx",
+        400..=499 => "4xx",
+        500..=599 => "5xx",
+        _ => "none",
+    }
+}
+
+/// Records one finished request.
+pub fn observe_request(route: &str, method: &Method, status: u16, seconds: f64) {
+    REQUESTS
+        .with_label_values(&[route, method_label(method), status_class(status)])
+        .inc();
+    DURATION.with_label_values(&[route]).observe(seconds);
+}
+
+/// The text exposition of every metric.
+pub fn render() -> Vec<u8> {
+    let mut out = Vec::new();
+    let encoder = prometheus::TextEncoder::new();
+    if let Err(e) = prometheus::Encoder::encode(&encoder, &REGISTRY.gather(), &mut out) {
+        tracing::error!(error = %e, "metrics encoding failed");
+    }
+    out
+}

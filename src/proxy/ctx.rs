@@ -1,0 +1,67 @@
+//! Per-request state shared by the proxy phases.
+
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::Instant;
+
+use crate::snapshot::Snapshot;
+
+/// One request's state. Written by `request_filter` and `upstream_peer`, read by later phases.
+#[derive(Debug)]
+pub struct RequestCtx {
+    /// When the request header had been read.
+    pub start: Instant,
+    /// The config this request is served under, taken once at its start.
+    pub snapshot: Option<Arc<Snapshot>>,
+    /// Index of the matched route in the snapshot's router.
+    pub route: Option<usize>,
+    /// The host routes were matched on.
+    pub host: String,
+    /// The normalised path, when it differs from the request's.
+    pub rewritten_path: Option<String>,
+    /// The request is a WebSocket upgrade.
+    pub websocket: bool,
+    /// The client's IP.
+    pub client_ip: Option<IpAddr>,
+    /// The client is in `trusted_proxies`.
+    pub trusted: bool,
+    /// The target in use: (upstream index, target index).
+    pub target: Option<(usize, usize)>,
+    /// Bit set of target indexes already tried by this request.
+    pub tried: u64,
+    /// Why the gateway answered itself, if it did.
+    pub refusal: Option<&'static str>,
+}
+
+impl RequestCtx {
+    /// A fresh context.
+    pub fn new() -> Self {
+        Self {
+            start: Instant::now(),
+            snapshot: None,
+            route: None,
+            host: String::new(),
+            rewritten_path: None,
+            websocket: false,
+            client_ip: None,
+            trusted: false,
+            target: None,
+            tried: 0,
+            refusal: None,
+        }
+    }
+
+    /// The matched route's name, or `none`.
+    pub fn route_name(&self) -> &str {
+        match (&self.snapshot, self.route) {
+            (Some(s), Some(i)) => s.router.routes().get(i).map_or("none", |r| &r.name),
+            _ => "none",
+        }
+    }
+}
+
+impl Default for RequestCtx {
+    fn default() -> Self {
+        Self::new()
+    }
+}

@@ -1,0 +1,322 @@
+//! The pingora proxy: each phase is a few lines that call the modules doing the work.
+//!
+//! ```text
+//! request_filter ──► routing::admit (host, normalised path, route) ──► 400/404 or go on
+//! upstream_peer  ──► upstream::UpstreamPool::select (round robin, passive health)
+//! fail_to_connect ─► mark the target down; retry idempotent requests on another target
+//! upstream_request_filter ──► identity::Hygiene plan applied, then X-Forwarded-*, path, Host
+//! fail_to_proxy  ──► respond::json_error (502/504/400)
+//! logging        ──► metrics + access log
+//! ```
+//! Only this module (and `main`) speak pingora.
+
+pub mod admin;
+pub mod connections;
+pub mod ctx;
+pub mod reload;
+pub mod respond;
+
+use async_trait::async_trait;
+use http::{HeaderValue, header};
+use pingora::http::RequestHeader;
+use pingora::prelude::*;
+use pingora::proxy::FailToProxy;
+
+use crate::access_log;
+use crate::identity::{CookieAction, StripReason};
+use crate::metrics;
+use crate::routing::admit;
+use crate::snapshot::SharedSnapshot;
+pub use ctx::RequestCtx;
+
+/// The gateway's `ProxyHttp` implementation.
+pub struct Gateway {
+    state: SharedSnapshot,
+}
+
+impl Gateway {
+    /// A gateway serving whatever snapshot `state` holds at each request.
+    pub fn new(state: SharedSnapshot) -> Self {
+        Self { state }
+    }
+}
+
+#[async_trait]
+impl ProxyHttp for Gateway {
+    type CTX = RequestCtx;
+
+    fn new_ctx(&self) -> RequestCtx {
+        RequestCtx::new()
+    }
+
+    async fn request_filter(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<bool> {
+        let snap = self.state.load_full();
+        ctx.client_ip = session
+            .client_addr()
+            .and_then(|a| a.as_inet())
+            .map(|a| a.ip());
+        ctx.trusted = ctx.client_ip.is_some_and(|ip| {
+            snap.config
+                .server
+                .trusted_proxies
+                .iter()
+                .any(|n| n.contains(&ip))
+        });
+        let admitted = admit(
+            &snap.router,
+            &snap.config.server.auth_prefix,
+            session.req_header(),
+        );
+        let refusal = match admitted {
+            Ok(a) => {
+                ctx.route = Some(a.route);
+                ctx.host = a.host.into_owned();
+                ctx.rewritten_path = a.rewritten_path;
+                ctx.websocket = a.websocket;
+                None
+            }
+            Err(r) => Some(r),
+        };
+        ctx.snapshot = Some(snap);
+        if let Some(r) = refusal {
+            ctx.refusal = Some(r.reason);
+            metrics::REFUSED
+                .with_label_values(&[ctx.route_name(), r.reason])
+                .inc();
+            respond::json_error(session, r.status, r.code, r.message).await?;
+            return Ok(true);
+        }
+        if !ctx.websocket && session.req_header().headers.contains_key(header::UPGRADE) {
+            // Only WebSocket upgrades are proxied; pingora would otherwise switch to a raw
+            // tunnel for `h2c` and kin.
+            session.req_header_mut().remove_header(&header::UPGRADE);
+        }
+        Ok(false)
+    }
+
+    async fn upstream_peer(
+        &self,
+        _session: &mut Session,
+        ctx: &mut RequestCtx,
+    ) -> Result<Box<HttpPeer>> {
+        let (snap, route) = match (&ctx.snapshot, ctx.route) {
+            (Some(s), Some(r)) => (s, r),
+            _ => return Error::e_explain(InternalError, "upstream_peer without a route"),
+        };
+        let upstream = snap.router.routes()[route].upstream;
+        let pool = &snap.pools[upstream];
+        let Some((target, addr)) = pool.select(ctx.tried) else {
+            return Error::e_explain(HTTPStatus(502), "upstream has no targets");
+        };
+        if target < 64 {
+            ctx.tried |= 1 << target;
+        }
+        ctx.target = Some((upstream, target));
+        let mut peer = HttpPeer::new(addr, false, String::new());
+        peer.options.connection_timeout = Some(pool.config.connect_timeout);
+        peer.options.read_timeout = Some(pool.config.read_timeout);
+        peer.options.write_timeout = Some(pool.config.write_timeout);
+        Ok(Box::new(peer))
+    }
+
+    fn fail_to_connect(
+        &self,
+        session: &mut Session,
+        _peer: &HttpPeer,
+        ctx: &mut RequestCtx,
+        mut e: Box<Error>,
+    ) -> Box<Error> {
+        if let (Some(snap), Some((upstream, target))) = (&ctx.snapshot, ctx.target) {
+            let pool = &snap.pools[upstream];
+            pool.mark_down(target);
+            metrics::UPSTREAM_ERRORS
+                .with_label_values(&[&pool.config.name, error_kind(e.etype())])
+                .inc();
+            let untried = pool.len() > ctx.tried.count_ones() as usize;
+            if untried && session.req_header().method.is_idempotent() {
+                e.set_retry(true);
+            }
+        }
+        e
+    }
+
+    async fn upstream_request_filter(
+        &self,
+        _session: &mut Session,
+        req: &mut RequestHeader,
+        ctx: &mut RequestCtx,
+    ) -> Result<()> {
+        let Some(snap) = &ctx.snapshot else {
+            return Error::e_explain(InternalError, "no snapshot");
+        };
+        let plan = snap.hygiene.plan(&req.headers, ctx.trusted);
+        for (name, reason) in &plan.remove {
+            req.remove_header(name);
+            metrics::STRIPPED
+                .with_label_values(&[reason_label(*reason)])
+                .inc();
+        }
+        match plan.cookie {
+            CookieAction::Keep => {}
+            CookieAction::Remove => {
+                req.remove_header(&header::COOKIE);
+            }
+            CookieAction::Replace(v) => req.insert_header(header::COOKIE, v)?,
+        }
+        if ctx.websocket {
+            req.insert_header(header::CONNECTION, "upgrade")?;
+            req.insert_header(header::UPGRADE, "websocket")?;
+        }
+        set_forwarding(req, ctx)?;
+        set_target(req, ctx)
+    }
+
+    async fn fail_to_proxy(
+        &self,
+        session: &mut Session,
+        e: &Error,
+        ctx: &mut RequestCtx,
+    ) -> FailToProxy {
+        let code = match e.etype() {
+            HTTPStatus(code) => *code,
+            etype => match e.esource() {
+                ErrorSource::Upstream => {
+                    if !is_connect_error(etype)
+                        && let (Some(snap), Some((upstream, _))) = (&ctx.snapshot, ctx.target)
+                    {
+                        metrics::UPSTREAM_ERRORS
+                            .with_label_values(&[
+                                &snap.pools[upstream].config.name,
+                                error_kind(etype),
+                            ])
+                            .inc();
+                    }
+                    if is_timeout(etype) { 504 } else { 502 }
+                }
+                ErrorSource::Downstream => match etype {
+                    WriteError | ReadError | ConnectionClosed => 0,
+                    _ => 400,
+                },
+                ErrorSource::Internal | ErrorSource::Unset => 500,
+            },
+        };
+        if code > 0 && session.response_written().is_none() {
+            let (error, message) = respond::failure_body(code);
+            if let Err(write_err) = respond::json_error(session, code, error, message).await {
+                tracing::debug!(error = %write_err, "could not send the error response");
+            }
+        }
+        FailToProxy {
+            error_code: code,
+            can_reuse_downstream: false,
+        }
+    }
+
+    async fn logging(&self, session: &mut Session, e: Option<&Error>, ctx: &mut RequestCtx) {
+        let status = session.response_written().map_or(0, |r| r.status.as_u16());
+        let elapsed = ctx.start.elapsed();
+        let req = session.req_header();
+        let route = ctx.route_name();
+        metrics::observe_request(route, &req.method, status, elapsed.as_secs_f64());
+        if let Some(e) = e {
+            tracing::debug!(route, error = %e, "request failed");
+        }
+        let Some(snap) = &ctx.snapshot else { return };
+        if !snap.config.server.access_log {
+            return;
+        }
+        let target = ctx
+            .target
+            .and_then(|(u, t)| snap.pools.get(u).and_then(|p| p.config.targets.get(t)))
+            .map(|a| a.to_string());
+        access_log::write(&access_log::Entry {
+            ts: access_log::now_rfc3339(),
+            route,
+            method: req.method.as_str(),
+            host: &ctx.host,
+            path: ctx.rewritten_path.as_deref().unwrap_or(req.uri.path()),
+            status,
+            duration_ms: elapsed.as_secs_f64() * 1000.0,
+            upstream: target,
+            client: ctx.client_ip.map(|ip| ip.to_string()),
+            reason: ctx.refusal,
+        });
+    }
+}
+
+/// Sets `X-Forwarded-For/-Proto/-Host`: the client's values are kept only from trusted proxies
+/// (hygiene removed them otherwise).
+fn set_forwarding(req: &mut RequestHeader, ctx: &RequestCtx) -> Result<()> {
+    let peer = ctx.client_ip.map(|ip| ip.to_string()).unwrap_or_default();
+    let xff = match req
+        .headers
+        .get("x-forwarded-for")
+        .and_then(|v| v.to_str().ok())
+    {
+        Some(prior) if ctx.trusted && !prior.trim().is_empty() => format!("{prior}, {peer}"),
+        _ => peer,
+    };
+    req.insert_header("x-forwarded-for", xff)?;
+    if !(ctx.trusted && req.headers.contains_key("x-forwarded-proto")) {
+        req.insert_header("x-forwarded-proto", "http")?;
+    }
+    let keep_host = ctx.trusted && req.headers.contains_key("x-forwarded-host");
+    if !keep_host && !ctx.host.is_empty() {
+        req.insert_header("x-forwarded-host", ctx.host.as_str())?;
+    }
+    Ok(())
+}
+
+/// Sends the normalised path (plus the untouched query) in origin form, with a `Host` header.
+fn set_target(req: &mut RequestHeader, ctx: &mut RequestCtx) -> Result<()> {
+    let authority = req.uri.authority().map(|a| a.as_str().to_owned());
+    if let Some(authority) = &authority
+        && !req.headers.contains_key(header::HOST)
+    {
+        let value = HeaderValue::from_str(authority).or_err(InternalError, "authority as Host")?;
+        req.insert_header(header::HOST, value)?;
+    }
+    if ctx.rewritten_path.is_none() && authority.is_none() {
+        return Ok(());
+    }
+    let path = ctx.rewritten_path.as_deref().unwrap_or(req.uri.path());
+    let target = match req.uri.query() {
+        Some(q) => format!("{path}?{q}"),
+        None => path.to_owned(),
+    };
+    let uri = target
+        .parse()
+        .or_err(InternalError, "normalised path is a valid URI")?;
+    req.set_uri(uri);
+    Ok(())
+}
+
+fn is_connect_error(etype: &ErrorType) -> bool {
+    matches!(
+        etype,
+        ConnectRefused | ConnectTimedout | ConnectError | ConnectNoRoute | TLSHandshakeFailure
+    )
+}
+
+fn is_timeout(etype: &ErrorType) -> bool {
+    matches!(etype, ConnectTimedout | ReadTimedout | WriteTimedout)
+}
+
+fn error_kind(etype: &ErrorType) -> &'static str {
+    match etype {
+        ConnectRefused => "connect_refused",
+        ConnectTimedout => "connect_timeout",
+        ReadTimedout => "read_timeout",
+        WriteTimedout => "write_timeout",
+        ConnectionClosed | ReadError | WriteError => "reset",
+        _ => "other",
+    }
+}
+
+fn reason_label(reason: StripReason) -> &'static str {
+    match reason {
+        StripReason::HopByHop => "hop_by_hop",
+        StripReason::Identity => "identity",
+        StripReason::Forwarding => "forwarding",
+    }
+}

@@ -1,0 +1,90 @@
+//! SIGHUP reload: the config file is read and compiled off the request path, then swapped in
+//! atomically. An invalid config is logged with every error and the old one keeps serving.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use pingora::server::ShutdownWatch;
+use pingora::services::background::BackgroundService;
+use tokio::signal::unix::{SignalKind, signal};
+
+use crate::config;
+use crate::metrics;
+use crate::snapshot::{SharedSnapshot, Snapshot};
+
+/// Waits for SIGHUP and reloads `path` into `state`.
+pub struct Reloader {
+    path: PathBuf,
+    state: SharedSnapshot,
+}
+
+impl Reloader {
+    /// A reloader of `path` into `state`.
+    pub fn new(path: PathBuf, state: SharedSnapshot) -> Self {
+        Self { path, state }
+    }
+
+    /// Loads, compiles and swaps in the file once. Returns whether it was accepted.
+    pub async fn reload(&self) -> bool {
+        let path = self.path.clone();
+        let built =
+            tokio::task::spawn_blocking(move || config::load(&path).map(Snapshot::build)).await;
+        match built {
+            Ok(Ok(snapshot)) => {
+                let old = self.state.load();
+                if old.config.server.listen != snapshot.config.server.listen
+                    || old.config.server.admin != snapshot.config.server.admin
+                    || old.config.server.threads != snapshot.config.server.threads
+                {
+                    tracing::warn!(
+                        "listener and thread changes take effect only after a restart or upgrade"
+                    );
+                }
+                let routes = snapshot.router.routes().len();
+                self.state.store(Arc::new(snapshot));
+                metrics::RELOADS.with_label_values(&["success"]).inc();
+                tracing::info!(routes, "config reloaded");
+                true
+            }
+            Ok(Err(errors)) => {
+                metrics::RELOADS.with_label_values(&["failure"]).inc();
+                for e in &errors.0 {
+                    tracing::error!("{e}");
+                }
+                tracing::error!(
+                    errors = errors.0.len(),
+                    "config reload rejected; the previous config keeps serving"
+                );
+                false
+            }
+            Err(join) => {
+                metrics::RELOADS.with_label_values(&["failure"]).inc();
+                tracing::error!(error = %join, "config reload rejected; the previous config keeps serving");
+                false
+            }
+        }
+    }
+}
+
+#[async_trait]
+impl BackgroundService for Reloader {
+    async fn start(&self, mut shutdown: ShutdownWatch) {
+        let mut hup = match signal(SignalKind::hangup()) {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::error!(error = %e, "cannot listen for SIGHUP; reload is disabled");
+                return;
+            }
+        };
+        loop {
+            tokio::select! {
+                _ = shutdown.changed() => return,
+                got = hup.recv() => {
+                    if got.is_none() { return; }
+                    self.reload().await;
+                }
+            }
+        }
+    }
+}

@@ -39,7 +39,12 @@ pub fn explain(snap: Snapshot, method: &str, url: &str, headers: &[String]) -> E
         }
     };
     let (parts, ()) = request.into_parts();
-    match admit(&snap.router, &snap.config.server.auth_prefix, &parts) {
+    match admit(
+        &snap.router,
+        &snap.config.server.auth_prefix,
+        &parts,
+        url.as_bytes(),
+    ) {
         Err(r) => {
             println!("refused: {} {} ({})", r.status, r.message, r.reason);
             ExitCode::FAILURE

@@ -21,6 +21,8 @@ pub struct RequestCtx {
     pub rewritten_path: Option<String>,
     /// The request is a WebSocket upgrade.
     pub websocket: bool,
+    /// A `Host` header to add upstream (the request named its authority only in the target).
+    pub missing_host: Option<String>,
     /// The client's IP.
     pub client_ip: Option<IpAddr>,
     /// The client is in `trusted_proxies`.
@@ -43,6 +45,7 @@ impl RequestCtx {
             host: String::new(),
             rewritten_path: None,
             websocket: false,
+            missing_host: None,
             client_ip: None,
             trusted: false,
             target: None,

@@ -25,7 +25,7 @@ use pingora::proxy::FailToProxy;
 use crate::access_log;
 use crate::identity::{CookieAction, StripReason};
 use crate::metrics;
-use crate::routing::admit;
+use crate::routing::{admit, normalise_host};
 use crate::snapshot::SharedSnapshot;
 pub use ctx::RequestCtx;
 
@@ -62,20 +62,28 @@ impl ProxyHttp for Gateway {
                 .iter()
                 .any(|n| n.contains(&ip))
         });
-        let admitted = admit(
+        let req = session.req_header();
+        let refusal = match admit(
             &snap.router,
             &snap.config.server.auth_prefix,
-            session.req_header(),
-        );
-        let refusal = match admitted {
+            req,
+            req.raw_path(),
+        ) {
             Ok(a) => {
                 ctx.route = Some(a.route);
                 ctx.host = a.host.into_owned();
                 ctx.rewritten_path = a.rewritten_path;
                 ctx.websocket = a.websocket;
+                ctx.missing_host = a.missing_host;
                 None
             }
-            Err(r) => Some(r),
+            Err(r) => {
+                // For the access log only; never matched on.
+                if let Some(h) = req.headers.get(header::HOST).and_then(|h| h.to_str().ok()) {
+                    ctx.host = normalise_host(h).chars().take(255).collect();
+                }
+                Some(r)
+            }
         };
         ctx.snapshot = Some(snap);
         if let Some(r) = refusal {
@@ -201,6 +209,8 @@ impl ProxyHttp for Gateway {
             },
         };
         if code > 0 && session.response_written().is_none() {
+            // The connection is not reused after a failure: say so rather than close unannounced.
+            session.set_keepalive(None);
             let (error, message) = respond::failure_body(code);
             if let Err(write_err) = respond::json_error(session, code, error, message).await {
                 tracing::debug!(error = %write_err, "could not send the error response");
@@ -269,14 +279,13 @@ fn set_forwarding(req: &mut RequestHeader, ctx: &RequestCtx) -> Result<()> {
 
 /// Sends the normalised path (plus the untouched query) in origin form, with a `Host` header.
 fn set_target(req: &mut RequestHeader, ctx: &mut RequestCtx) -> Result<()> {
-    let authority = req.uri.authority().map(|a| a.as_str().to_owned());
-    if let Some(authority) = &authority
-        && !req.headers.contains_key(header::HOST)
-    {
-        let value = HeaderValue::from_str(authority).or_err(InternalError, "authority as Host")?;
+    if let Some(authority) = ctx.missing_host.take() {
+        let value = HeaderValue::from_str(&authority).or_err(InternalError, "authority as Host")?;
         req.insert_header(header::HOST, value)?;
     }
-    if ctx.rewritten_path.is_none() && authority.is_none() {
+    // pingora keeps an absolute-form target verbatim and would send it as received.
+    let origin_form = req.raw_path().first() == Some(&b'/');
+    if ctx.rewritten_path.is_none() && origin_form {
         return Ok(());
     }
     let path = ctx.rewritten_path.as_deref().unwrap_or(req.uri.path());

@@ -59,15 +59,25 @@ pub struct Admission<'a> {
     pub host: Cow<'a, str>,
     /// A WebSocket upgrade (HTTP/1.1 GET with `Upgrade: websocket` and `Connection: upgrade`).
     pub websocket: bool,
+    /// The `Host` header to send upstream when the request had none but named its authority
+    /// in the target (absolute form, HTTP/2 `:authority`).
+    pub missing_host: Option<String>,
 }
 
-/// Admits `req` to a route of `router`, or refuses it.
+/// Admits `req` to a route of `router`, or refuses it. `raw_target` is the request target as
+/// received (pingora keeps an absolute-form target there and only its path in `req.uri`).
 pub fn admit<'a>(
     router: &Router,
     auth_prefix: &str,
     req: &'a Parts,
+    raw_target: &'a [u8],
 ) -> Result<Admission<'a>, Refusal> {
-    let host = request_host(req)?;
+    let authority = target_authority(req, raw_target)?;
+    let host = request_host(req, authority)?;
+    let missing_host = match authority {
+        Some(a) if !req.headers.contains_key(header::HOST) => Some(a.to_owned()),
+        _ => None,
+    };
     let raw_path = req.uri.path();
     let normal =
         normalise(raw_path).map_err(|_| bad_request("ambiguous or malformed path", "bad_path"))?;
@@ -94,6 +104,7 @@ pub fn admit<'a>(
         rewritten_path,
         host,
         websocket: is_websocket(&req.method, &req.headers),
+        missing_host,
     })
 }
 
@@ -106,7 +117,7 @@ fn under(path: &str, prefix: &str) -> bool {
 /// The host of the request, normalised. The absolute-form authority (HTTP/2 `:authority`)
 /// wins, and a `Host` header that disagrees with it is refused, so the backend — which reads
 /// `Host` — can never be addressed as another host than the one routed on.
-fn request_host(req: &Parts) -> Result<Cow<'_, str>, Refusal> {
+fn request_host<'a>(req: &'a Parts, authority: Option<&'a str>) -> Result<Cow<'a, str>, Refusal> {
     let mut values = req.headers.get_all(header::HOST).iter();
     let header_host = match (values.next(), values.next()) {
         (None, _) => None,
@@ -116,7 +127,6 @@ fn request_host(req: &Parts) -> Result<Cow<'_, str>, Refusal> {
         ),
         (Some(_), Some(_)) => return Err(bad_request("more than one Host header", "bad_host")),
     };
-    let authority = req.uri.authority().map(|a| a.as_str());
     if authority.is_some_and(|a| a.contains('@')) || header_host.is_some_and(|h| h.contains('@')) {
         return Err(bad_request("user information in the host", "bad_host"));
     }
@@ -131,6 +141,25 @@ fn request_host(req: &Parts) -> Result<Cow<'_, str>, Refusal> {
     }
 }
 
+/// The authority named by the request target: from the URI (HTTP/2, or a URI built with one),
+/// else parsed from an absolute-form raw target.
+fn target_authority<'a>(req: &'a Parts, raw_target: &'a [u8]) -> Result<Option<&'a str>, Refusal> {
+    if let Some(a) = req.uri.authority() {
+        return Ok(Some(a.as_str()));
+    }
+    if raw_target.first() == Some(&b'/') || raw_target == b"*" || raw_target.is_empty() {
+        return Ok(None);
+    }
+    let target = std::str::from_utf8(raw_target)
+        .map_err(|_| bad_request("malformed request target", "bad_target"))?;
+    let rest = target
+        .split_once("://")
+        .map(|(_, rest)| rest)
+        .ok_or(bad_request("malformed request target", "bad_target"))?;
+    let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    Ok(Some(&rest[..end]))
+}
+
 fn has_token(headers: &HeaderMap, name: header::HeaderName, token: &str) -> bool {
     headers.get_all(name).iter().any(|v| {
         v.to_str()
@@ -142,4 +171,129 @@ fn is_websocket(method: &Method, headers: &HeaderMap) -> bool {
     method == Method::GET
         && has_token(headers, header::UPGRADE, "websocket")
         && has_token(headers, header::CONNECTION, "upgrade")
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use http::Request;
+
+    use super::*;
+    use crate::routing::{HostMatch, MethodSet, PathMatch, Route};
+
+    fn router() -> Router {
+        let route = |name: &str, host: HostMatch| Route {
+            name: Arc::from(name),
+            host,
+            path: PathMatch::Any,
+            methods: MethodSet::ALL,
+            upstream: 0,
+            auth: AuthPolicy::Public,
+        };
+        Router::new(vec![
+            route("app", HostMatch::Exact("app.test".into())),
+            route("other", HostMatch::Exact("other.test".into())),
+        ])
+    }
+
+    fn parts(target: &str, headers: &[(&str, &str)]) -> Parts {
+        let mut b = Request::get(target);
+        for (k, v) in headers {
+            b = b.header(*k, *v);
+        }
+        b.body(()).expect("valid request").into_parts().0
+    }
+
+    fn admitted(target: &str, raw: &str, headers: &[(&str, &str)]) -> Result<usize, &'static str> {
+        let r = router();
+        let p = parts(target, headers);
+        admit(&r, "/oauth2", &p, raw.as_bytes())
+            .map(|a| a.route)
+            .map_err(|e| e.reason)
+    }
+
+    #[test]
+    fn host_sources_are_read_and_must_agree() {
+        let cases = [
+            ("/x", "/x", vec![("host", "app.test")], Ok(0)),
+            ("/x", "/x", vec![("host", "OTHER.test.:80")], Ok(1)),
+            ("/x", "http://other.test/x", vec![], Ok(1)),
+            (
+                "/x",
+                "http://other.test/x",
+                vec![("host", "app.test")],
+                Err("host_mismatch"),
+            ),
+            (
+                "http://app.test/x",
+                "http://app.test/x",
+                vec![("host", "app.test:8080")],
+                Ok(0),
+            ),
+            (
+                "/x",
+                "/x",
+                vec![("host", "app.test"), ("host", "other.test")],
+                Err("bad_host"),
+            ),
+            ("/x", "/x", vec![("host", "u@app.test")], Err("bad_host")),
+            ("/x", "/x", vec![], Err("no_route")),
+            (
+                "/oauth2/start",
+                "/oauth2/start",
+                vec![("host", "app.test")],
+                Err("no_endpoint"),
+            ),
+            ("/oauth2x", "/oauth2x", vec![("host", "app.test")], Ok(0)),
+            (
+                "/a%2fb",
+                "/a%2fb",
+                vec![("host", "app.test")],
+                Err("bad_path"),
+            ),
+        ];
+        for (target, raw, headers, want) in cases {
+            assert_eq!(
+                admitted(target, raw, &headers),
+                want,
+                "{target} {raw} {headers:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_missing_host_is_taken_from_the_target() {
+        let r = router();
+        let p = parts("/x", &[]);
+        let a = admit(&r, "/oauth2", &p, b"http://app.test:81/x?q").expect("admitted");
+        assert_eq!(a.missing_host.as_deref(), Some("app.test:81"));
+    }
+
+    #[test]
+    fn websocket_needs_get_upgrade_and_connection() {
+        let r = router();
+        let ws = [
+            ("host", "app.test"),
+            ("upgrade", "WebSocket"),
+            ("connection", "keep-alive, Upgrade"),
+        ];
+        let p = parts("/ws", &ws);
+        assert!(
+            admit(&r, "/oauth2", &p, b"/ws")
+                .expect("admitted")
+                .websocket
+        );
+        let h2c = [
+            ("host", "app.test"),
+            ("upgrade", "h2c"),
+            ("connection", "upgrade"),
+        ];
+        let p = parts("/ws", &h2c);
+        assert!(
+            !admit(&r, "/oauth2", &p, b"/ws")
+                .expect("admitted")
+                .websocket
+        );
+    }
 }

@@ -1,0 +1,15 @@
+//! End-to-end tests of the `portcullis` binary.
+//!
+//! Every test starts its own gateway process (free ports, its own temporary directory) in front of
+//! its own in-process echo backend, and talks to it over real sockets. The behaviour under test is
+//! the contract in `.run/CONTRACT.md`: config shape, `check` output, status codes and JSON bodies,
+//! path normalisation, header hygiene, metrics and reload.
+
+mod config_errors;
+mod headers;
+mod paths;
+mod protocols;
+mod reload;
+mod routing;
+mod support;
+mod upstream;

@@ -1,0 +1,144 @@
+//! Shared machinery of the end-to-end tests: an echo backend, the gateway process, a raw HTTP/1.1
+//! client for requests an HTTP library would rewrite, and small polling helpers.
+
+pub mod echo;
+pub mod gateway;
+pub mod raw;
+
+use std::future::Future;
+use std::net::{SocketAddr, TcpListener as StdTcpListener};
+use std::time::{Duration, Instant};
+
+use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
+
+pub use echo::{EchoBackend, Seen};
+pub use gateway::{Gateway, ServerOptions, check};
+pub use raw::{RawExchange, RawResponse};
+
+/// A port on 127.0.0.1 that was free a moment ago: bind port 0, read the port, drop the socket.
+pub fn free_port() -> u16 {
+    let listener = StdTcpListener::bind("127.0.0.1:0").expect("binding 127.0.0.1:0 must work");
+    listener
+        .local_addr()
+        .expect("a bound socket has a local address")
+        .port()
+}
+
+/// An address where nothing listens: connecting to it is refused.
+pub fn closed_addr() -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], free_port()))
+}
+
+/// A TCP server that accepts connections and never reads from them nor answers: requests to it
+/// run into the gateway's read timeout.
+pub struct SilentBackend {
+    addr: SocketAddr,
+    task: JoinHandle<()>,
+}
+
+impl SilentBackend {
+    /// Binds 127.0.0.1:0 and starts accepting.
+    pub async fn start() -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("binding 127.0.0.1:0 must work");
+        let addr = listener
+            .local_addr()
+            .expect("a bound socket has a local address");
+        let task = tokio::spawn(async move {
+            let mut held = Vec::new();
+            while let Ok((stream, _)) = listener.accept().await {
+                // Keep the connection open, never answer.
+                held.push(stream);
+            }
+        });
+        Self { addr, task }
+    }
+
+    /// Where it listens.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+}
+
+impl Drop for SilentBackend {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// Polls `probe` every 50 ms until it returns true; panics naming `what` after `timeout`.
+pub async fn wait_until<F, Fut>(what: &str, timeout: Duration, mut probe: F)
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = bool>,
+{
+    let deadline = Instant::now() + timeout;
+    loop {
+        if probe().await {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {timeout:?} waiting for: {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// A reqwest client for the gateway: no proxy from the environment, no redirects followed.
+pub fn http_client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .no_proxy()
+        .redirect(reqwest::redirect::Policy::none())
+        .timeout(Duration::from_secs(15))
+        .build()
+        .expect("building a reqwest client must work")
+}
+
+/// The values of a Prometheus sample: every line of `metrics` for `name` whose labels contain all
+/// of `labels` (each like `route="app"`), with its value.
+pub fn metric_samples(metrics: &str, name: &str, labels: &[&str]) -> Vec<(String, f64)> {
+    metrics
+        .lines()
+        .filter(|line| !line.starts_with('#'))
+        .filter_map(|line| {
+            let (series, value) = line.rsplit_once(' ')?;
+            let rest = series.strip_prefix(name)?;
+            if !(rest.is_empty() || rest.starts_with('{')) {
+                return None;
+            }
+            if !labels.iter().all(|label| rest.contains(label)) {
+                return None;
+            }
+            Some((series.to_string(), value.parse::<f64>().ok()?))
+        })
+        .collect()
+}
+
+/// The sum of the samples [`metric_samples`] finds.
+pub fn metric_sum(metrics: &str, name: &str, labels: &[&str]) -> f64 {
+    metric_samples(metrics, name, labels)
+        .iter()
+        .map(|(_, value)| value)
+        .sum()
+}
+
+/// The 1-based number of the first line of `text` that contains `needle`.
+pub fn line_of(text: &str, needle: &str) -> usize {
+    text.lines()
+        .position(|line| line.contains(needle))
+        .map(|index| index + 1)
+        .unwrap_or_else(|| panic!("test bug: {needle:?} is not in the YAML"))
+}
+
+/// The 1-based number of the `nth` (0-based) line of `text` that contains `needle`.
+pub fn nth_line_of(text: &str, needle: &str, nth: usize) -> usize {
+    text.lines()
+        .enumerate()
+        .filter(|(_, line)| line.contains(needle))
+        .nth(nth)
+        .map(|(index, _)| index + 1)
+        .unwrap_or_else(|| panic!("test bug: {needle:?} is not {} times in the YAML", nth + 1))
+}

@@ -1,13 +1,13 @@
 //! The access log: one JSON object per request on standard output.
 //!
 //! Lines are handed to a writer thread through a bounded channel so a slow stdout never stalls
-//! the proxy; when the channel is full the line is dropped and counted
+//! the proxy; the writer drains it every 50 ms; when the channel is full the line is dropped and counted
 //! (`portcullis_access_log_dropped_total`). Entries carry the normalised path without its query
 //! string, and never a header value: no token, cookie or code can reach the log.
 
 use std::io::Write;
 use std::sync::OnceLock;
-use std::sync::mpsc::{Receiver, SyncSender, TrySendError, sync_channel};
+use std::sync::mpsc::{Receiver, SyncSender, TryRecvError, TrySendError, sync_channel};
 
 use serde::Serialize;
 
@@ -51,13 +51,26 @@ pub fn init() {
     }
 }
 
+/// How often the writer wakes to drain the queue. Polling, rather than blocking on the channel,
+/// keeps senders from waking the writer thread on every request (a futex call per line).
+const FLUSH_EVERY: std::time::Duration = std::time::Duration::from_millis(50);
+
 fn drain(rx: Receiver<Vec<u8>>) {
     let stdout = std::io::stdout();
-    let mut out = std::io::BufWriter::new(stdout.lock());
-    while let Ok(line) = rx.recv() {
-        let _ = out.write_all(&line);
-        while let Ok(more) = rx.try_recv() {
-            let _ = out.write_all(&more);
+    let mut out = std::io::BufWriter::with_capacity(64 * 1024, stdout.lock());
+    loop {
+        std::thread::sleep(FLUSH_EVERY);
+        loop {
+            match rx.try_recv() {
+                Ok(line) => {
+                    let _ = out.write_all(&line);
+                }
+                Err(TryRecvError::Empty) => break,
+                Err(TryRecvError::Disconnected) => {
+                    let _ = out.flush();
+                    return;
+                }
+            }
         }
         let _ = out.flush();
     }

@@ -8,6 +8,7 @@ use arc_swap::ArcSwap;
 use clap::{Parser, Subcommand};
 use pingora::apps::HttpServerOptions;
 use pingora::apps::http_app::HttpServer;
+use pingora::listeners::TcpSocketOptions;
 use pingora::prelude::{Opt, Server, background_service};
 use pingora::server::configuration::ServerConf;
 use pingora::services::listening::Service;
@@ -21,6 +22,11 @@ use portcullis::snapshot::Snapshot;
 use portcullis::{access_log, metrics};
 
 mod explain;
+
+// glibc's malloc spends a tenth of the proxy's CPU time under load (perf); mimalloc's
+// thread-local heaps suit tokio's many short-lived allocations.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 #[derive(Parser)]
 #[command(
@@ -134,14 +140,53 @@ fn check(path: &Path) -> ExitCode {
 fn server_conf(config: &Config) -> ServerConf {
     let s = &config.server;
     ServerConf {
-        threads: s.threads,
         pid_file: s.pid_file.clone(),
         upgrade_sock: s.upgrade_sock.clone(),
         // pingora sleeps the whole grace period after SIGTERM while connections drain.
         grace_period_seconds: Some(s.drain_timeout.as_secs_f64().ceil() as u64),
         graceful_shutdown_timeout_seconds: Some(1),
+        // One single-threaded runtime per service: see `run` for why.
+        threads: 1,
+        work_stealing: false,
         ..ServerConf::default()
     }
+}
+
+/// One single-threaded proxy service listening on every public address.
+fn proxy_shard(
+    server: &Server,
+    state: &portcullis::snapshot::SharedSnapshot,
+    shard: usize,
+    listen: &[std::net::SocketAddr],
+    h2c: bool,
+) -> Service<Counted<pingora::proxy::HttpProxy<Gateway>>> {
+    let mut proxy = pingora::proxy::http_proxy(&server.configuration, Gateway::new(state.clone()));
+    let mut options = HttpServerOptions::default();
+    options.h2c = h2c;
+    proxy.server_options = Some(options);
+    let mut service = Service::new(format!("portcullis-{shard}"), Counted(Arc::new(proxy)));
+    service.threads = Some(1);
+    for addr in listen {
+        let mut socket = TcpSocketOptions::default();
+        socket.so_reuseport = Some(true);
+        service.add_tcp_with_settings(&shard_address(*addr, shard), socket);
+    }
+    service
+}
+
+/// The listen address of `shard`, spelled so that each shard gets its own socket.
+///
+/// pingora keeps listening sockets in a table keyed by the address *string* (for graceful
+/// upgrades) and hands a second service with the same string the first one's descriptor, which
+/// both then close at shutdown (an IO-safety abort). A port with leading zeros parses to the
+/// same address but is another key, so each shard binds its own SO_REUSEPORT socket — and the
+/// keys stay the same from one process to the next, so upgrades still find them.
+fn shard_address(addr: std::net::SocketAddr, shard: usize) -> String {
+    let ip = match addr {
+        std::net::SocketAddr::V4(a) => a.ip().to_string(),
+        std::net::SocketAddr::V6(a) => format!("[{}]", a.ip()),
+    };
+    format!("{ip}:{}{}", "0".repeat(shard), addr.port())
 }
 
 fn run(path: &Path, upgrade: bool, daemon: bool) -> ExitCode {
@@ -155,6 +200,7 @@ fn run(path: &Path, upgrade: bool, daemon: bool) -> ExitCode {
     let listen = config.server.listen.clone();
     let admin = config.server.admin;
     let h2c = config.server.h2c;
+    let threads = config.server.threads;
     let conf = server_conf(&config);
     let opt = Opt {
         upgrade,
@@ -165,13 +211,12 @@ fn run(path: &Path, upgrade: bool, daemon: bool) -> ExitCode {
     server.bootstrap();
 
     let state = Arc::new(ArcSwap::from_pointee(Snapshot::build(config)));
-    let mut proxy = pingora::proxy::http_proxy(&server.configuration, Gateway::new(state.clone()));
-    let mut options = HttpServerOptions::default();
-    options.h2c = h2c;
-    proxy.server_options = Some(options);
-    let mut public = Service::new("portcullis".to_string(), Counted(Arc::new(proxy)));
-    for addr in &listen {
-        public.add_tcp(&addr.to_string());
+    // `threads` shards, each a single-threaded pingora service on every listener (SO_REUSEPORT),
+    // like nginx's worker processes: a connection and the tasks pingora spawns for it (upstream
+    // pool watchers) stay on one thread, with no cross-thread wake-ups. On 2 cores this served
+    // about 1.5x the requests of one service with 2 threads (benches/load).
+    for shard in 0..threads {
+        server.add_service(proxy_shard(&server, &state, shard, &listen, h2c));
     }
     let mut admin_service = Service::new(
         "admin".to_string(),
@@ -180,9 +225,26 @@ fn run(path: &Path, upgrade: bool, daemon: bool) -> ExitCode {
     admin_service.add_tcp(&admin.to_string());
     let reloader = background_service("reload", Reloader::new(path.to_path_buf(), state));
 
-    server.add_service(public);
     server.add_service(admin_service);
     server.add_service(reloader);
     tracing::info!(listen = ?listen, %admin, "portcullis starting");
     server.run_forever()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::shard_address;
+
+    #[test]
+    fn shard_addresses_differ_but_parse_to_the_same_socket() {
+        let addr: std::net::SocketAddr = "127.0.0.1:8080".parse().expect("valid");
+        let v6: std::net::SocketAddr = "[::1]:8080".parse().expect("valid");
+        for shard in 0..4 {
+            for a in [addr, v6] {
+                let spelled = shard_address(a, shard);
+                assert_eq!(spelled.parse::<std::net::SocketAddr>(), Ok(a), "{spelled}");
+            }
+        }
+        assert_ne!(shard_address(addr, 0), shard_address(addr, 1));
+    }
 }

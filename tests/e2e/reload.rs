@@ -129,20 +129,7 @@ async fn reload_under_load_then_reject_an_invalid_config() {
         || async { done.load(Ordering::SeqCst) >= after_reload + 20 },
     )
     .await;
-    stop.store(true, Ordering::SeqCst);
-    let mut failures = Vec::new();
-    for handle in loops {
-        failures.extend(handle.await.expect("a load loop panicked"));
-    }
-    assert!(
-        failures.is_empty(),
-        "{} of {} requests failed during the reload:\n{}",
-        failures.len(),
-        done.load(Ordering::SeqCst),
-        failures.join("\n")
-    );
-
-    // An invalid config is rejected and the previous one keeps serving.
+    // An invalid config is rejected while the load goes on, and the previous one keeps serving.
     gateway.rewrite_config(
         "upstreams:
   app: {targets: [\"127.0.0.1:1\"]}
@@ -170,6 +157,25 @@ routes:
         status_of(&gateway, "/v1/x").await,
         200,
         "/v1 after a rejected reload"
+    );
+    let after_bad_reload = done.load(Ordering::SeqCst);
+    wait_until(
+        "more requests after the rejected reload",
+        Duration::from_secs(10),
+        || async { done.load(Ordering::SeqCst) >= after_bad_reload + 20 },
+    )
+    .await;
+    stop.store(true, Ordering::SeqCst);
+    let mut failures = Vec::new();
+    for handle in loops {
+        failures.extend(handle.await.expect("a load loop panicked"));
+    }
+    assert!(
+        failures.is_empty(),
+        "{} of {} requests failed during the reloads:\n{}",
+        failures.len(),
+        done.load(Ordering::SeqCst),
+        failures.join("\n")
     );
 
     wait_until("reload metrics", Duration::from_secs(10), || async {

@@ -1,0 +1,457 @@
+#!/usr/bin/env bash
+# Whole-gateway load benchmark for Portcullis.
+#
+# Starts, on 127.0.0.1 only and under a private temp dir:
+#   - a backend (Debian's nginx returning a fixed body),
+#   - a plain nginx reverse proxy to it (the reference row),
+#   - Portcullis with one route per gateway target,
+# then loads every target with the same wrk invocation and prints a table
+# (rps, p50, p99, rps ratio to the nginx proxy) followed by the same data as JSON.
+# "backend conns" is how many TCP connections the backend accepted during the
+# measured run (after warm-up): near 0 for a proxy that reuses its upstream
+# connections, = CONNECTIONS for the backend row.
+# A run with any non-2xx/3xx response or socket error is reported as FAILED
+# (wrk's output is printed) and the script exits 1.
+# Nothing in the repository is written; set OUT=file to also save the JSON.
+#
+# Usage: benches/load/run.sh [--targets LIST]
+#
+# Environment (defaults in brackets):
+#   TARGETS         comma-separated targets [backend,nginx,portcullis-public]
+#   WORKERS         nginx proxy worker_processes = Portcullis threads [2]
+#   BACKEND_WORKERS backend nginx worker_processes [WORKERS]
+#   DURATION        measured wrk run per target [10s]
+#   WARMUP          unmeasured wrk run before each measured one [2s]
+#   CONNECTIONS     wrk connections [64]
+#   THREADS         wrk threads [2]
+#   BODY            backend response: small ("ok\n") or 1k (1024 bytes) [small]
+#   ACCESS_LOG      Portcullis access log, off (like the nginx proxy) or stdout [off]
+#   PORTCULLIS_BIN  use this binary instead of `cargo build --profile release-lto --bin portcullis`
+#   OUT             also write the JSON result to this file
+#
+# Adding a target "foo-bar": write a function target_foo_bar that starts what it
+# needs through the idempotent start_* helpers and sets T_URL (and optionally
+# T_HEADERS, an array of "Name: value" sent by both the sanity check and wrk);
+# for a gateway route, add a route stanza to portcullis.yaml.tmpl under its own
+# path prefix. Then run with TARGETS=...,foo-bar.
+
+set -euo pipefail
+shopt -u patsub_replacement 2>/dev/null || true
+
+HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+ROOT="$(cd "$HERE/../.." && pwd)"
+
+TARGETS="${TARGETS:-backend,nginx,portcullis-public}"
+WORKERS="${WORKERS:-2}"
+ACCESS_LOG="${ACCESS_LOG:-off}"
+BACKEND_WORKERS="${BACKEND_WORKERS:-$WORKERS}"
+DURATION="${DURATION:-10s}"
+WARMUP="${WARMUP:-2s}"
+CONNECTIONS="${CONNECTIONS:-64}"
+THREADS="${THREADS:-2}"
+BODY="${BODY:-small}"
+OUT="${OUT:-}"
+
+# The same request path is used against every server, so rows differ only in
+# what sits between wrk and the backend.
+PUBLIC_PATH="/public/bench"
+
+log() { printf '[load] %s\n' "$*" >&2; }
+die() { printf '[load] error: %s\n' "$*" >&2; exit 1; }
+
+usage() { sed -n '2,/^$/{s/^# \{0,1\}//;p}' "${BASH_SOURCE[0]}"; }
+
+while (($#)); do
+    case "$1" in
+        --targets) [[ $# -ge 2 ]] || die "--targets needs a value"; TARGETS="$2"; shift 2 ;;
+        --targets=*) TARGETS="${1#--targets=}"; shift ;;
+        -h|--help) usage; exit 0 ;;
+        *) die "unknown argument: $1 (see --help)" ;;
+    esac
+done
+
+is_uint() { [[ "$1" =~ ^[1-9][0-9]*$ ]]; }
+for v in WORKERS BACKEND_WORKERS CONNECTIONS THREADS; do
+    is_uint "${!v}" || die "$v must be a positive integer, got '${!v}'"
+done
+
+# wrk duration ("10", "10s", "2m", "1h") -> whole seconds.
+dur_secs() {
+    local d="$1"
+    case "$d" in
+        *[0-9]s) d="${d%s}"; [[ "$d" =~ ^[0-9]+$ ]] && echo "$d" && return ;;
+        *[0-9]m) d="${d%m}"; [[ "$d" =~ ^[0-9]+$ ]] && echo "$((d * 60))" && return ;;
+        *[0-9]h) d="${d%h}"; [[ "$d" =~ ^[0-9]+$ ]] && echo "$((d * 3600))" && return ;;
+        *) [[ "$d" =~ ^[0-9]+$ ]] && echo "$d" && return ;;
+    esac
+    return 1
+}
+DURATION_S="$(dur_secs "$DURATION")" || die "bad DURATION '$DURATION'"
+WARMUP_S="$(dur_secs "$WARMUP")" || die "bad WARMUP '$WARMUP'"
+((DURATION_S > 0)) || die "DURATION must be > 0"
+
+case "$BODY" in
+    small) BODY_TEXT='ok\n' ;;                                      # nginx unescapes \n
+    1k) BODY_TEXT="$(head -c 1023 /dev/zero | tr '\0' x)"'\n' ;;    # 1024 bytes
+    *) die "BODY must be small or 1k, got '$BODY'" ;;
+esac
+
+IFS=',' read -r -a TARGET_LIST <<<"${TARGETS// /}"
+((${#TARGET_LIST[@]})) || die "no targets"
+target_fn() { printf 'target_%s' "${1//-/_}"; }
+
+# ---------------------------------------------------------------- dependencies
+
+ensure_deps() {
+    local missing=()
+    command -v nginx >/dev/null 2>&1 || [[ -x /usr/sbin/nginx ]] || missing+=(nginx-light)
+    command -v wrk >/dev/null 2>&1 || missing+=(wrk)
+    command -v curl >/dev/null 2>&1 || missing+=(curl)
+    if [[ -z "${PORTCULLIS_BIN:-}" ]]; then
+        command -v cmake >/dev/null 2>&1 || missing+=(cmake)
+    fi
+    ((${#missing[@]})) || return 0
+    log "installing: ${missing[*]}"
+    local sudo=()
+    if ((EUID != 0)); then
+        command -v sudo >/dev/null 2>&1 || die "not root and no sudo; install ${missing[*]}"
+        sudo=(sudo)
+    fi
+    "${sudo[@]}" apt-get update
+    "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y "${missing[@]}"
+}
+
+NGINX="$(command -v nginx 2>/dev/null || echo /usr/sbin/nginx)"
+
+# ---------------------------------------------------------------- processes, temp dir
+
+TMP=""
+PIDS=()
+
+cleanup() {
+    local rc=$? pid i
+    trap - EXIT INT TERM
+    [[ -z "${WRK_PID:-}" ]] || kill -TERM "$WRK_PID" 2>/dev/null || true
+    for pid in "${PIDS[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
+    for pid in "${PIDS[@]}"; do
+        for ((i = 0; i < 50; i++)); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+        if kill -0 "$pid" 2>/dev/null; then
+            pkill -KILL -P "$pid" 2>/dev/null || true
+            kill -KILL "$pid" 2>/dev/null || true
+        fi
+        wait "$pid" 2>/dev/null || true
+    done
+    [[ -n "$TMP" && -d "$TMP" ]] && rm -rf "$TMP"
+    exit "$rc"
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+TMP="$(mktemp -d "${TMPDIR:-/tmp}/portcullis-load.XXXXXX")"
+
+USED_PORTS=" "
+port_in_use() {
+    local p="$1"
+    if command -v ss >/dev/null 2>&1; then
+        [[ -n "$(ss -Hltn "sport = :$p" 2>/dev/null)" ]]
+    else
+        (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null
+    fi
+}
+free_port() { # VAR: set VAR to a free loopback port not handed out before
+    local p i
+    for ((i = 0; i < 200; i++)); do
+        p=$((20000 + RANDOM % 40000))
+        [[ "$USED_PORTS" == *" $p "* ]] && continue
+        port_in_use "$p" && continue
+        USED_PORTS+="$p "
+        printf -v "$1" '%s' "$p"
+        return 0
+    done
+    die "no free port found"
+}
+
+# render TEMPLATE OUTPUT: replace @NAME@ with $NAME for the variables below.
+render() {
+    local text key
+    text="$(<"$1")"
+    for key in TMP WORKERS ACCESS_LOG BACKEND_WORKERS BACKEND_PORT PROXY_PORT GATEWAY_PORT ADMIN_PORT; do
+        text="${text//@"$key"@/"${!key:-}"}"
+    done
+    text="${text//@BODY@/"$BODY_TEXT"}"
+    [[ "$text" != *@[A-Z_]*@* ]] || die "unrendered placeholder in $1: $(grep -o '@[A-Z_]*@' <<<"$text" | sort -u | tr '\n' ' ')"
+    printf '%s\n' "$text" >"$2"
+}
+
+# wait_http NAME URL LOGFILE PID: until URL answers 200, the process dies, or 30s pass.
+wait_http() {
+    local name="$1" url="$2" logf="$3" pid="$4" i
+    for ((i = 0; i < 300; i++)); do
+        if ! kill -0 "$pid" 2>/dev/null; then
+            log "$name exited during startup; its log:"
+            tail -n 40 "$logf" >&2 2>/dev/null || true
+            die "$name failed to start"
+        fi
+        [[ "$(curl -s -o /dev/null -w '%{http_code}' --max-time 1 "$url" 2>/dev/null)" == 200 ]] && return 0
+        sleep 0.1
+    done
+    log "$name not ready after 30s; its log:"
+    tail -n 40 "$logf" >&2 2>/dev/null || true
+    die "$name did not become ready at $url"
+}
+
+LAST_PID=""
+start_nginx() { # NAME CONF
+    "$NGINX" -p "$TMP/" -e "$TMP/$1.error.log" -c "$2" -g 'daemon off;' \
+        >"$TMP/$1.out" 2>&1 </dev/null &
+    PIDS+=("$!")
+    LAST_PID=$!
+}
+
+BACKEND_PORT=""
+start_backend() {
+    [[ -z "$BACKEND_PORT" ]] || return 0
+    free_port BACKEND_PORT
+    render "$HERE/backend.nginx.conf.tmpl" "$TMP/backend.conf"
+    start_nginx backend "$TMP/backend.conf"
+    wait_http backend "http://127.0.0.1:$BACKEND_PORT/__backend_status" "$TMP/backend.error.log" "$LAST_PID"
+    log "backend nginx on 127.0.0.1:$BACKEND_PORT (workers $BACKEND_WORKERS, body $BODY)"
+}
+
+PROXY_PORT=""
+start_nginx_proxy() {
+    [[ -z "$PROXY_PORT" ]] || return 0
+    start_backend
+    free_port PROXY_PORT
+    render "$HERE/proxy.nginx.conf.tmpl" "$TMP/proxy.conf"
+    start_nginx proxy "$TMP/proxy.conf"
+    wait_http "nginx proxy" "http://127.0.0.1:$PROXY_PORT$PUBLIC_PATH" "$TMP/proxy.error.log" "$LAST_PID"
+    log "nginx proxy on 127.0.0.1:$PROXY_PORT (workers $WORKERS)"
+}
+
+portcullis_bin() {
+    if [[ -n "${PORTCULLIS_BIN:-}" ]]; then
+        [[ -x "$PORTCULLIS_BIN" ]] || die "PORTCULLIS_BIN=$PORTCULLIS_BIN is not executable"
+        printf '%s\n' "$PORTCULLIS_BIN"
+        return
+    fi
+    log "cargo build --profile release-lto --bin portcullis"
+    (cd "$ROOT" && cargo build --profile release-lto --bin portcullis >&2) || die "release build failed"
+    printf '%s\n' "${CARGO_TARGET_DIR:-$ROOT/target}/release-lto/portcullis"
+}
+
+GATEWAY_PORT=""
+ADMIN_PORT=""
+start_portcullis() {
+    [[ -z "$GATEWAY_PORT" ]] || return 0
+    start_backend
+    local bin
+    bin="$(portcullis_bin)"
+    free_port GATEWAY_PORT
+    free_port ADMIN_PORT
+    render "$HERE/portcullis.yaml.tmpl" "$TMP/portcullis.yaml"
+    "$bin" check --config "$TMP/portcullis.yaml" >&2 || die "portcullis check rejected the benchmark config"
+    # ACCESS_LOG=stdout measures the gateway with its JSON access log on (discarded here);
+    # the default `off` matches the nginx proxy's `access_log off`.
+    "$bin" run --config "$TMP/portcullis.yaml" >/dev/null 2>"$TMP/portcullis.err" </dev/null &
+    PIDS+=("$!")
+    wait_http portcullis "http://127.0.0.1:$ADMIN_PORT/readyz" "$TMP/portcullis.err" "$!"
+    log "portcullis on 127.0.0.1:$GATEWAY_PORT, admin $ADMIN_PORT (threads $WORKERS, $bin)"
+}
+
+# ---------------------------------------------------------------- targets
+
+# Each sets T_URL (required) and T_HEADERS (optional array of "Name: value").
+
+target_backend() {
+    start_backend
+    T_URL="http://127.0.0.1:$BACKEND_PORT$PUBLIC_PATH"
+}
+
+target_nginx() {
+    start_nginx_proxy
+    T_URL="http://127.0.0.1:$PROXY_PORT$PUBLIC_PATH"
+}
+
+target_portcullis_public() {
+    start_portcullis
+    T_URL="http://127.0.0.1:$GATEWAY_PORT$PUBLIC_PATH"
+}
+
+# ---------------------------------------------------------------- measuring
+
+backend_accepts() {
+    curl -s --max-time 2 "http://127.0.0.1:$BACKEND_PORT/__backend_status" | awk 'NR == 3 { print $1 }'
+}
+
+# Parse wrk --latency output on stdin into "rps p50_ms p99_ms requests non2xx sockerr".
+parse_wrk() {
+    awk '
+        function ms(v,   n, u) {
+            n = v; sub(/[a-z]+$/, "", n); u = v; sub(/^[0-9.]+/, "", u)
+            if (u == "us") return n / 1000
+            if (u == "ms") return n
+            if (u == "s")  return n * 1000
+            if (u == "m")  return n * 60000
+            if (u == "h")  return n * 3600000
+            return -1
+        }
+        /^ +50%/ { p50 = ms($2) }
+        /^ +99%/ { p99 = ms($2) }
+        / requests in / { req = $1 }
+        /^Requests\/sec:/ { rps = $2 }
+        /Non-2xx or 3xx responses:/ { non2xx = $NF }
+        /Socket errors:/ {
+            s = $0; sub(/.*Socket errors: */, "", s); gsub(/,/, "", s)
+            n = split(s, a, " "); for (i = 2; i <= n; i += 2) err += a[i]
+        }
+        END {
+            if (rps == "" || p50 == "" || p99 == "") exit 1
+            printf "%.2f %.3f %.3f %d %d %d\n", rps, p50, p99, req, non2xx + 0, err + 0
+        }'
+}
+
+# run_wrk OUTFILE LIMIT_SECONDS WRK_ARGS...: wrk, killed after LIMIT_SECONDS; run in the
+# background and waited for so that INT/TERM reach the cleanup trap immediately.
+WRK_PID=""
+run_wrk() {
+    local outf="$1" limit="$2" rc=0
+    shift 2
+    timeout -k 5 "$limit" wrk "$@" >"$outf" 2>&1 </dev/null &
+    WRK_PID=$!
+    wait "$WRK_PID" || rc=$?
+    WRK_PID=""
+    return "$rc"
+}
+
+declare -A R_URL R_RPS R_P50 R_P99 R_REQ R_NON2XX R_ERR R_CONNS R_OK
+FAILED=0
+
+measure() { # TARGET
+    local t="$1" hdr_args=() curl_hdr=() h code out parsed a0 a1
+    for h in "${T_HEADERS[@]}"; do hdr_args+=(-H "$h"); curl_hdr+=(-H "$h"); done
+    R_URL[$t]="$T_URL"
+    R_OK[$t]=false
+
+    code="$(curl -s -o "$TMP/sanity.body" -w '%{http_code}' --max-time 5 "${curl_hdr[@]}" "$T_URL" || true)"
+    if [[ "$code" != 200 ]]; then
+        log "$t: sanity request to $T_URL returned HTTP $code:"
+        head -c 500 "$TMP/sanity.body" >&2 2>/dev/null || true
+        echo >&2
+        FAILED=1
+        return
+    fi
+    log "$t: sanity request OK ($(wc -c <"$TMP/sanity.body") byte body)"
+
+    if ((WARMUP_S > 0)); then
+        run_wrk /dev/null "$((WARMUP_S + 30))" -t "$THREADS" -c "$CONNECTIONS" -d "$WARMUP" --timeout 5s \
+            "${hdr_args[@]}" "$T_URL" || true
+    fi
+
+    log "$t: wrk --latency -t $THREADS -c $CONNECTIONS -d $DURATION --timeout 5s ${hdr_args[*]:+${hdr_args[*]} }$T_URL"
+    a0="$(backend_accepts)"
+    if ! run_wrk "$TMP/wrk.out" "$((DURATION_S + 30))" --latency -t "$THREADS" -c "$CONNECTIONS" -d "$DURATION" \
+        --timeout 5s "${hdr_args[@]}" "$T_URL"; then
+        log "$t: wrk failed or timed out:"
+        cat "$TMP/wrk.out" >&2
+        FAILED=1
+        return
+    fi
+    out="$(<"$TMP/wrk.out")"
+    a1="$(backend_accepts)"
+    if [[ -n "$a0" && -n "$a1" ]]; then
+        R_CONNS[$t]=$((a1 - a0 - 1)) # minus the status request's own connection
+    fi
+
+    if ! parsed="$(parse_wrk <<<"$out")"; then
+        log "$t: could not parse wrk output:"
+        printf '%s\n' "$out" >&2
+        FAILED=1
+        return
+    fi
+    local rps p50 p99 req non2xx err
+    read -r rps p50 p99 req non2xx err <<<"$parsed"
+    R_RPS[$t]="$rps" R_P50[$t]="$p50" R_P99[$t]="$p99" R_REQ[$t]="$req" R_NON2XX[$t]="$non2xx" R_ERR[$t]="$err"
+    if ((non2xx != 0 || err != 0 || req == 0)); then
+        log "$t: FAILED run (non-2xx/3xx: $non2xx, socket errors: $err, requests: $req):"
+        printf '%s\n' "$out" >&2
+        FAILED=1
+        return
+    fi
+    R_OK[$t]=true
+}
+
+# ---------------------------------------------------------------- main
+
+for t in "${TARGET_LIST[@]}"; do
+    [[ "$(type -t "$(target_fn "$t")")" == function ]] || die "unknown target '$t'"
+done
+
+ensure_deps
+
+declare -A T_URLS T_HDRS
+for t in "${TARGET_LIST[@]}"; do
+    T_URL=""
+    T_HEADERS=()
+    "$(target_fn "$t")"
+    [[ -n "$T_URL" ]] || die "target $t set no T_URL"
+    T_URLS[$t]="$T_URL"
+    T_HDRS[$t]="$(printf '%s\n' "${T_HEADERS[@]}")"
+done
+
+for t in "${TARGET_LIST[@]}"; do
+    T_URL="${T_URLS[$t]}"
+    T_HEADERS=()
+    [[ -z "${T_HDRS[$t]}" ]] || mapfile -t T_HEADERS <<<"${T_HDRS[$t]}"
+    measure "$t"
+done
+
+ratio() { # TARGET -> ratio of its rps to nginx's, or empty
+    local base="${R_RPS[nginx]:-}"
+    [[ "${R_OK[nginx]:-false}" == true && "${R_OK[$1]}" == true && -n "$base" ]] || return 0
+    awk -v a="${R_RPS[$1]}" -v b="$base" 'BEGIN { if (b > 0) printf "%.2f", a / b }'
+}
+
+git_rev="$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo none)"
+cpus="$(nproc 2>/dev/null || echo '?')"
+
+{
+    printf '\nPortcullis load benchmark: wrk -t %s -c %s -d %s (warm-up %s), workers %s, backend workers %s, body %s, %s CPUs, rev %s\n\n' \
+        "$THREADS" "$CONNECTIONS" "$DURATION" "$WARMUP" "$WORKERS" "$BACKEND_WORKERS" "$BODY" "$cpus" "$git_rev"
+    printf '%-20s %12s %9s %9s %9s %14s\n' target rps "p50 ms" "p99 ms" "vs nginx" "backend conns"
+    for t in "${TARGET_LIST[@]}"; do
+        if [[ "${R_OK[$t]}" == true ]]; then
+            r="$(ratio "$t")"
+            printf '%-20s %12s %9s %9s %9s %14s\n' "$t" "${R_RPS[$t]}" "${R_P50[$t]}" "${R_P99[$t]}" \
+                "${r:+${r}x}" "${R_CONNS[$t]:--}"
+        else
+            printf '%-20s %12s\n' "$t" FAILED
+        fi
+    done
+    echo
+}
+
+json_num() { if [[ -n "${1:-}" ]]; then printf '%s' "$1"; else printf 'null'; fi; }
+json() {
+    local first=1 t
+    printf '{"duration":"%s","warmup":"%s","connections":%s,"wrk_threads":%s,"workers":%s,' \
+        "$DURATION" "$WARMUP" "$CONNECTIONS" "$THREADS" "$WORKERS"
+    printf '"backend_workers":%s,"body":"%s","cpus":"%s","rev":"%s","results":[' \
+        "$BACKEND_WORKERS" "$BODY" "$cpus" "$git_rev"
+    for t in "${TARGET_LIST[@]}"; do
+        ((first)) || printf ','
+        first=0
+        printf '{"target":"%s","url":"%s","ok":%s,"rps":%s,"p50_ms":%s,"p99_ms":%s,"ratio_vs_nginx":%s,"requests":%s,"non_2xx_3xx":%s,"socket_errors":%s,"backend_conns":%s}' \
+            "$t" "${R_URL[$t]:-}" "${R_OK[$t]:-false}" "$(json_num "${R_RPS[$t]:-}")" \
+            "$(json_num "${R_P50[$t]:-}")" "$(json_num "${R_P99[$t]:-}")" "$(json_num "$(ratio "$t")")" \
+            "$(json_num "${R_REQ[$t]:-}")" "$(json_num "${R_NON2XX[$t]:-}")" "$(json_num "${R_ERR[$t]:-}")" \
+            "$(json_num "${R_CONNS[$t]:-}")"
+    done
+    printf ']}\n'
+}
+JSON="$(json)"
+printf '%s\n' "$JSON"
+[[ -z "$OUT" ]] || printf '%s\n' "$JSON" >"$OUT"
+
+exit "$FAILED"

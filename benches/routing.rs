@@ -42,7 +42,7 @@ fn bench(c: &mut Criterion) {
     let yaml = config_with_1000_routes();
     let cfg = config::load_str(&yaml, "bench.yaml").expect("the bench config is valid");
     assert_eq!(cfg.routes.len(), 1000);
-    let snap = Snapshot::build(cfg);
+    let snap = Snapshot::build(cfg, &portcullis::token::KeyRegistry::default());
     let router = &snap.router;
     let get = Method::GET;
 

@@ -5,8 +5,10 @@ use std::process::ExitCode;
 use http::{HeaderName, HeaderValue, Method, Request};
 
 use portcullis::identity::CookieAction;
-use portcullis::routing::admit;
+use portcullis::policy::{RequestFacts, Verdict};
+use portcullis::routing::{AuthPolicy, Route, admit};
 use portcullis::snapshot::Snapshot;
+use portcullis::token::extract_bearer;
 
 /// Prints the decision for `method url` with `headers` under `snap`. Exit 0 when the request
 /// would be proxied, 1 when refused, 2 when the request itself cannot be built.
@@ -59,6 +61,13 @@ pub fn explain(snap: Snapshot, method: &str, url: &str, headers: &[String]) -> E
             );
             println!("route:     routes[{}] `{}`", a.route, route.name);
             println!("auth:      {:?}", route.auth);
+            if route.auth != AuthPolicy::Public {
+                let path = a.rewritten_path.as_deref().unwrap_or(parts.uri.path());
+                if !explain_bearer(&snap, route, &parts, path) {
+                    println!("verdict:   refused");
+                    return ExitCode::FAILURE;
+                }
+            }
             println!("upstream:  `{}` {:?}", upstream.name, upstream.targets);
             let plan = snap.hygiene.plan(&parts.headers, false);
             for (name, reason) in &plan.remove {
@@ -69,6 +78,88 @@ pub fn explain(snap: Snapshot, method: &str, url: &str, headers: &[String]) -> E
             }
             println!("verdict:   proxied");
             ExitCode::SUCCESS
+        }
+    }
+}
+
+/// Validates the request's bearer token (fetching the provider's keys live) and prints each
+/// step and each `allow` entry. Returns whether the request would pass.
+fn explain_bearer(
+    snap: &Snapshot,
+    route: &Route,
+    parts: &http::request::Parts,
+    path: &str,
+) -> bool {
+    let token = match extract_bearer(&parts.headers, parts.uri.query()) {
+        Ok(Some(t)) => t,
+        Ok(None) => {
+            println!("token:     none (401: a bearer token is required)");
+            return false;
+        }
+        Err(e) => {
+            println!("token:     refused (400 invalid_request: {e})");
+            return false;
+        }
+    };
+    let Some(provider) = route.provider.and_then(|i| snap.tokens.get(i)) else {
+        println!("token:     the route has no provider");
+        return false;
+    };
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("cannot start a runtime: {e}");
+            return false;
+        }
+    };
+    let verified = runtime.block_on(async {
+        provider.source.refresh(std::time::Duration::ZERO).await;
+        println!(
+            "keys:      provider `{}`: {} usable key(s), {:?}",
+            provider.name,
+            provider.source.keys().len(),
+            provider.source.state()
+        );
+        provider.validate(token, &snap.token_cache).await
+    });
+    let verified = match verified {
+        Ok(v) => v,
+        Err(e) => {
+            println!("token:     invalid ({}: {})", e.reason(), e.description());
+            return false;
+        }
+    };
+    let via = if verified.introspected {
+        "introspection"
+    } else {
+        "signature"
+    };
+    println!(
+        "token:     valid ({via}), expires at {}",
+        verified.expires_at
+    );
+    let facts = RequestFacts {
+        method: &parts.method,
+        path,
+    };
+    for report in route.policy.explain(&facts, &verified.claims) {
+        println!("allow:     {report:?}");
+    }
+    match route.policy.evaluate(&facts, &verified.claims) {
+        Verdict::Allow { entry } => {
+            println!("rules:     allowed (entry {entry:?})");
+            true
+        }
+        Verdict::Deny(d) => {
+            println!(
+                "rules:     denied ({}), missing scopes {:?}",
+                d.reason.as_str(),
+                d.missing_scopes
+            );
+            false
         }
     }
 }

@@ -17,8 +17,10 @@ use portcullis::config::{self, Config};
 use portcullis::proxy::Gateway;
 use portcullis::proxy::admin::Admin;
 use portcullis::proxy::connections::Counted;
+use portcullis::proxy::keys::KeyRefresher;
 use portcullis::proxy::reload::Reloader;
 use portcullis::snapshot::Snapshot;
+use portcullis::token::KeyRegistry;
 use portcullis::{access_log, metrics};
 
 mod explain;
@@ -92,7 +94,10 @@ fn main() -> ExitCode {
             url,
             headers,
         } => match load_or_report(&config) {
-            Some(cfg) => explain::explain(Snapshot::build(cfg), &method, &url, &headers),
+            Some(cfg) => {
+                let snap = Snapshot::build(cfg, &KeyRegistry::default());
+                explain::explain(snap, &method, &url, &headers)
+            }
             None => ExitCode::FAILURE,
         },
         Command::Schema => {
@@ -210,7 +215,8 @@ fn run(path: &Path, upgrade: bool, daemon: bool) -> ExitCode {
     let mut server = Server::new_with_opt_and_conf(opt, conf);
     server.bootstrap();
 
-    let state = Arc::new(ArcSwap::from_pointee(Snapshot::build(config)));
+    let keys = Arc::new(KeyRegistry::default());
+    let state = Arc::new(ArcSwap::from_pointee(Snapshot::build(config, &keys)));
     // `threads` shards, each a single-threaded pingora service on every listener (SO_REUSEPORT),
     // like nginx's worker processes: a connection and the tasks pingora spawns for it (upstream
     // pool watchers) stay on one thread, with no cross-thread wake-ups. On 2 cores this served
@@ -223,7 +229,11 @@ fn run(path: &Path, upgrade: bool, daemon: bool) -> ExitCode {
         HttpServer::new_app(Admin::new(state.clone())),
     );
     admin_service.add_tcp(&admin.to_string());
-    let reloader = background_service("reload", Reloader::new(path.to_path_buf(), state));
+    let reloader = background_service(
+        "reload",
+        Reloader::new(path.to_path_buf(), state, keys.clone()),
+    );
+    server.add_service(background_service("keys", KeyRefresher::new(keys)));
 
     server.add_service(admin_service);
     server.add_service(reloader);

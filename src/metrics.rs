@@ -7,7 +7,7 @@ use std::sync::LazyLock;
 
 use http::Method;
 use prometheus::{
-    HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts, Registry,
+    HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
 };
 
 /// The registry served at `/metrics`.
@@ -104,6 +104,64 @@ pub static ACCESS_LOG_DROPPED: LazyLock<IntCounter> = LazyLock::new(|| {
     )
 });
 
+fn gauge(name: &str, help: &str, labels: &[&str]) -> IntGaugeVec {
+    register(IntGaugeVec::new(Opts::new(name, help), labels).expect("static metric definition"))
+}
+
+/// Authentication and authorization decisions, by route, result and reason.
+pub static AUTH_DECISIONS: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    counter(
+        "portcullis_auth_decisions_total",
+        "Authentication and authorization decisions on protected routes, by route, result (allow, deny) and reason.",
+        &["route", "result", "reason"],
+    )
+});
+
+/// Verified-token cache lookups.
+pub static TOKEN_CACHE: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    counter(
+        "portcullis_token_cache_total",
+        "Verified-token cache lookups, by result (hit, miss).",
+        &["result"],
+    )
+});
+
+/// Usable keys per provider.
+pub static JWKS_KEYS: LazyLock<IntGaugeVec> = LazyLock::new(|| {
+    gauge(
+        "portcullis_jwks_keys",
+        "Usable signing keys in each provider's key set.",
+        &["provider"],
+    )
+});
+
+/// Key state per provider.
+pub static JWKS_STATE: LazyLock<IntGaugeVec> = LazyLock::new(|| {
+    gauge(
+        "portcullis_jwks_state",
+        "Key state per provider: 0 missing, 1 stale (last refresh failed), 2 fresh.",
+        &["provider"],
+    )
+});
+
+/// Last successful key refresh per provider.
+pub static JWKS_UPDATED: LazyLock<IntGaugeVec> = LazyLock::new(|| {
+    gauge(
+        "portcullis_jwks_last_success_timestamp_seconds",
+        "Unix time of each provider's last successful key refresh.",
+        &["provider"],
+    )
+});
+
+/// Key refreshes per provider and result.
+pub static JWKS_REFRESHES: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    counter(
+        "portcullis_jwks_refreshes_total",
+        "Key set fetches per provider, by result (success, failure).",
+        &["provider", "result"],
+    )
+});
+
 /// Registers every metric, so `/metrics` lists them before the first request.
 pub fn init() {
     LazyLock::force(&REQUESTS);
@@ -114,6 +172,12 @@ pub fn init() {
     LazyLock::force(&STRIPPED);
     LazyLock::force(&REFUSED);
     LazyLock::force(&ACCESS_LOG_DROPPED);
+    LazyLock::force(&AUTH_DECISIONS);
+    LazyLock::force(&TOKEN_CACHE);
+    LazyLock::force(&JWKS_KEYS);
+    LazyLock::force(&JWKS_STATE);
+    LazyLock::force(&JWKS_UPDATED);
+    LazyLock::force(&JWKS_REFRESHES);
     for result in ["success", "failure"] {
         RELOADS.with_label_values(&[result]);
     }

@@ -11,7 +11,13 @@ use arc_swap::ArcSwap;
 use crate::config::Config;
 use crate::identity::Hygiene;
 use crate::routing::Router;
+use crate::token::cache::TokenCache;
+use crate::token::{KeyRegistry, SourceId, TokenProvider, TokenSettings};
 use crate::upstream::UpstreamPool;
+
+/// Entries of the verified-token cache (per snapshot: a reload that changes a provider's
+/// audiences or algorithms must not be answered from tokens checked under the old rules).
+pub const TOKEN_CACHE_ENTRIES: usize = 65_536;
 
 /// A compiled config.
 #[derive(Debug)]
@@ -24,11 +30,41 @@ pub struct Snapshot {
     pub pools: Vec<UpstreamPool>,
     /// Header hygiene rules.
     pub hygiene: Hygiene,
+    /// Token rules per provider, indexed like `config.providers` (in name order).
+    pub tokens: Vec<TokenProvider>,
+    /// Verified tokens.
+    pub token_cache: TokenCache,
 }
 
 impl Snapshot {
-    /// Compiles `config`.
-    pub fn build(config: Config) -> Self {
+    /// Compiles `config`; key sources come from (and are kept in) `keys`.
+    pub fn build(config: Config, keys: &KeyRegistry) -> Self {
+        let mut live = Vec::new();
+        let tokens = config
+            .providers
+            .iter()
+            .map(|(name, p)| {
+                let id = SourceId {
+                    name: name.clone(),
+                    issuer: p.issuer.clone(),
+                    jwks_uri: p.jwks_uri.clone(),
+                    introspection_endpoint: p.introspection_endpoint.clone(),
+                };
+                live.push(id.clone());
+                TokenProvider::new(TokenSettings {
+                    name: Arc::from(name.as_str()),
+                    source: keys.source(id),
+                    algorithms: p.algorithms.clone(),
+                    issuer: p.issuer_id.clone(),
+                    audiences: p.audiences.clone(),
+                    leeway: p.leeway.as_secs(),
+                    opaque: p.opaque_tokens,
+                    client: p.client_id.clone().zip(p.client_secret.clone()),
+                    introspection_ttl: p.introspection_cache,
+                })
+            })
+            .collect();
+        keys.retain(&live);
         let router = Router::new(config.routes.clone());
         let pools = config
             .upstreams
@@ -45,7 +81,32 @@ impl Snapshot {
             router,
             pools,
             hygiene,
+            tokens,
+            token_cache: TokenCache::new(TOKEN_CACHE_ENTRIES),
             config,
+        }
+    }
+
+    /// The token rules of the providers that protected routes use.
+    pub fn used_providers(&self) -> impl Iterator<Item = &TokenProvider> {
+        let mut used: Vec<usize> = self
+            .router
+            .routes()
+            .iter()
+            .filter_map(|r| r.provider)
+            .collect();
+        used.sort_unstable();
+        used.dedup();
+        used.into_iter().filter_map(|i| self.tokens.get(i))
+    }
+
+    /// Fetches the keys of every used provider that has none yet (start-up and reload), each
+    /// bounded by the HTTP client's timeout.
+    pub async fn prefetch_keys(&self) {
+        for p in self.used_providers() {
+            if p.source.state() == crate::token::KeyState::Missing {
+                p.source.refresh(std::time::Duration::ZERO).await;
+            }
         }
     }
 }

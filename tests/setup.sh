@@ -16,6 +16,35 @@ portcullis_setup() {
     $sudo env DEBIAN_FRONTEND=noninteractive apt-get update -qq
     $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null
   fi
+  portcullis_setup_idp
+}
+
+# The end-to-end tests' OpenID Provider (tests/idp: panva's oidc-provider on Node.js) needs its npm
+# dependencies. `npm ci` runs only when node_modules is missing or older than the lock file, under a
+# lock so that concurrent set-ups do not install over each other.
+portcullis_setup_idp() {
+  local idp
+  idp="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/idp"
+  if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then
+    echo "setup: Node.js (>= 20.18) and npm are needed for the test OpenID Provider in $idp" >&2
+    return 1
+  fi
+  _portcullis_idp_fresh "$idp" && return 0
+  (
+    if command -v flock >/dev/null 2>&1; then
+      flock 9
+    fi
+    _portcullis_idp_fresh "$idp" && exit 0
+    echo "setup: installing the test OpenID Provider's npm dependencies (npm ci in $idp)" >&2
+    cd "$idp"
+    npm ci --no-audit --no-fund --loglevel=error >/dev/null
+  ) 9<"$idp/package-lock.json"
+}
+
+# True when tests/idp/node_modules was installed after the last change of package(-lock).json.
+_portcullis_idp_fresh() {
+  local stamp="$1/node_modules/.package-lock.json"
+  [ -f "$stamp" ] && [ "$stamp" -nt "$1/package-lock.json" ] && [ "$stamp" -nt "$1/package.json" ]
 }
 
 if [ "${BASH_SOURCE[0]}" = "$0" ]; then

@@ -132,9 +132,29 @@ pub struct ProviderFile {
     /// Userinfo endpoint, for providers without discovery or ID tokens.
     #[serde(default)]
     pub userinfo_endpoint: Option<String>,
-    /// RFC 7662 introspection endpoint, for opaque bearer tokens.
+    /// RFC 7662 introspection endpoint, for opaque bearer tokens. Defaults to the discovered one.
     #[serde(default)]
     pub introspection_endpoint: Option<String>,
+    /// Accept opaque (non-JWT) bearer tokens by introspection. Defaults to `false`.
+    #[serde(default)]
+    pub opaque_tokens: bool,
+    /// Signature algorithms accepted for tokens. Defaults to
+    /// `[RS256, RS384, RS512, PS256, PS384, PS512, ES256, ES384, EdDSA]`; HMAC and `none` are
+    /// never accepted.
+    #[serde(default)]
+    pub algorithms: Option<Vec<String>>,
+    /// Clock skew allowed for `exp`/`nbf`/`iat`. Defaults to `30s`, at most `5m`.
+    #[serde(default)]
+    pub leeway: Option<String>,
+    /// How long an introspection answer is trusted (never past the token's `exp`). Defaults to `60s`.
+    #[serde(default)]
+    pub introspection_cache: Option<String>,
+    /// The claim naming the user. Defaults to `sub`.
+    #[serde(default)]
+    pub user_claim: Option<String>,
+    /// The claim listing groups. Defaults to `groups`.
+    #[serde(default)]
+    pub groups_claim: Option<String>,
 }
 
 /// `sessions:`
@@ -319,6 +339,10 @@ pub struct AllowFile {
     /// Allowed methods.
     #[serde(default)]
     pub methods: Option<Vec<String>>,
+    /// Let `email_domain` accept an address whose `email_verified` claim is `false`. Defaults to
+    /// `false`: an unverified address never satisfies an email rule.
+    #[serde(default)]
+    pub allow_unverified_email: bool,
 }
 
 /// A claim condition's value.

@@ -74,6 +74,20 @@ pub struct ServerConfig {
 pub struct ProviderConfig {
     /// Issuer, for discovery.
     pub issuer: Option<Url>,
+    /// The issuer exactly as configured: what `iss` must equal.
+    pub issuer_id: Option<String>,
+    /// Accepted token signature algorithms.
+    pub algorithms: Vec<jsonwebtoken::Algorithm>,
+    /// Clock skew allowed for time claims.
+    pub leeway: Duration,
+    /// Accept opaque tokens by introspection.
+    pub opaque_tokens: bool,
+    /// How long an introspection answer is trusted.
+    pub introspection_cache: Duration,
+    /// The claim naming the user.
+    pub user_claim: String,
+    /// The claim listing groups.
+    pub groups_claim: String,
     /// The gateway's client id.
     pub client_id: Option<String>,
     /// The gateway's client secret.

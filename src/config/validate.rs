@@ -36,7 +36,7 @@ pub(super) fn validate(file: FileConfig) -> Result<Config, Vec<Problem>> {
         .enumerate()
         .map(|(i, u)| (&*u.name, i))
         .collect();
-    let routes = v.routes(&file, &upstream_index, server.as_ref());
+    let routes = v.routes(&file, &upstream_index, server.as_ref(), identity.as_ref());
     if !v.problems.is_empty() {
         return Err(v.problems);
     }
@@ -236,12 +236,45 @@ impl Validator {
             let token_endpoint = self.url(&at("token_endpoint"), p.token_endpoint.as_deref());
             if p.issuer.is_none()
                 && (p.authorization_endpoint.is_none() || p.token_endpoint.is_none())
+                && p.introspection_endpoint.is_none()
             {
                 self.err(
                     base.clone(),
-                    "give `issuer` (OpenID Connect discovery) or both `authorization_endpoint` and `token_endpoint`",
+                    "give `issuer` (OpenID Connect discovery), both `authorization_endpoint` and `token_endpoint`, or an `introspection_endpoint`",
                 );
             }
+            let algorithms = match &p.algorithms {
+                None => crate::token::algorithms::DEFAULT.to_vec(),
+                Some(list) if list.is_empty() => {
+                    self.err(at("algorithms"), "an empty list accepts no token; omit it for the default");
+                    Vec::new()
+                }
+                Some(list) => list
+                    .iter()
+                    .filter_map(|name| {
+                        let alg = crate::token::algorithms::parse(name);
+                        if alg.is_none() {
+                            self.err(
+                                at("algorithms"),
+                                format!("`{name}` is not accepted: use RS256/384/512, PS256/384/512, ES256, ES384 or EdDSA (HMAC and none never)"),
+                            );
+                        }
+                        alg
+                    })
+                    .collect(),
+            };
+            let leeway = self.duration(&at("leeway"), p.leeway.as_deref(), Duration::from_secs(30));
+            if leeway > Duration::from_secs(300) {
+                self.err(
+                    at("leeway"),
+                    "at most 5m: a larger clock skew would keep expired tokens alive",
+                );
+            }
+            let introspection_cache = self.duration(
+                &at("introspection_cache"),
+                p.introspection_cache.as_deref(),
+                Duration::from_secs(60),
+            );
             if p.client_secret.is_some() && p.client_id.is_none() {
                 self.err(at("client_secret"), "a client secret needs a `client_id`");
             }
@@ -259,7 +292,14 @@ impl Validator {
             out.insert(
                 name.clone(),
                 ProviderConfig {
+                    issuer_id: p.issuer.clone(),
                     issuer,
+                    algorithms,
+                    leeway,
+                    opaque_tokens: p.opaque_tokens,
+                    introspection_cache,
+                    user_claim: p.user_claim.clone().unwrap_or_else(|| "sub".into()),
+                    groups_claim: p.groups_claim.clone().unwrap_or_else(|| "groups".into()),
                     client_id: p.client_id.clone(),
                     client_secret,
                     scopes,
@@ -449,6 +489,7 @@ impl Validator {
         file: &FileConfig,
         upstreams: &HashMap<&str, usize>,
         server: Option<&ServerConfig>,
+        identity: Option<&IdentityConfig>,
     ) -> Vec<Route> {
         let auth_prefix = server.map_or(DEFAULT_AUTH_PREFIX, |s| s.auth_prefix.as_str());
         let mut names: HashMap<&str, usize> = HashMap::new();
@@ -467,7 +508,7 @@ impl Validator {
                     ),
                 );
             }
-            if let Some(route) = self.route(&base, r, file, upstreams, auth_prefix) {
+            if let Some(route) = self.route(&base, r, file, upstreams, auth_prefix, identity) {
                 compiled.push((i, route));
             }
         }
@@ -493,6 +534,7 @@ impl Validator {
         file: &FileConfig,
         upstreams: &HashMap<&str, usize>,
         auth_prefix: &str,
+        identity: Option<&IdentityConfig>,
     ) -> Option<Route> {
         let at = |key: &str| format!("{base}.{key}");
         let upstream = upstreams.get(r.upstream.as_str()).copied();
@@ -506,19 +548,20 @@ impl Validator {
         }
         let auth = match r.auth {
             file::AuthFile::Public => AuthPolicy::Public,
+            file::AuthFile::Bearer => AuthPolicy::Bearer,
             other => {
                 let name = match other {
                     file::AuthFile::Session => "session",
-                    file::AuthFile::Bearer => "bearer",
                     _ => "session_or_bearer",
                 };
                 self.err(
                     at("auth"),
-                    format!("`auth: {name}` is not available yet in this build; only `public` routes are served (see README)"),
+                    format!("`auth: {name}` is not available yet in this build; `public` and `bearer` routes are served (see README)"),
                 );
                 return None;
             }
         };
+        let mut provider = None;
         if auth == AuthPolicy::Public {
             for (key, present) in [
                 ("provider", r.provider.is_some()),
@@ -533,7 +576,20 @@ impl Validator {
                     );
                 }
             }
+        } else {
+            provider = self.route_provider(base, r, file);
+            if auth == AuthPolicy::Bearer && r.mode.is_some() {
+                self.err(
+                    at("mode"),
+                    "`mode` has no effect on a `bearer` route (it always answers like an API)",
+                );
+            }
         }
+        let access_token = match r.access_token.as_deref() {
+            None => identity.and_then(|i| i.access_token.clone()),
+            Some("none") => None,
+            Some(h) => self.header(&at("access_token"), h),
+        };
         let host = self.host_match(&at("match.host"), r.matcher.host.as_deref());
         let path = self.path_match(base, &r.matcher, auth_prefix);
         let methods = match &r.matcher.methods {
@@ -553,14 +609,85 @@ impl Validator {
                 }
             },
         };
+        let path = path?;
+        let methods = methods?;
+        let policy = match (&r.allow, auth) {
+            (Some(entries), AuthPolicy::Bearer) => {
+                let groups_claim = provider
+                    .and_then(|i| file.providers.values().nth(i))
+                    .and_then(|p| p.groups_claim.as_deref())
+                    .unwrap_or("groups");
+                let ctx = crate::policy::PolicyContext {
+                    route_path: &path,
+                    route_methods: methods,
+                    groups_claim,
+                };
+                match crate::policy::Policy::compile(entries, &ctx) {
+                    Ok(p) => p,
+                    Err(problems) => {
+                        for (key, message) in problems {
+                            self.err(format!("{base}.{key}"), message);
+                        }
+                        return None;
+                    }
+                }
+            }
+            _ => crate::policy::Policy::any_authenticated(),
+        };
         Some(Route {
             name: Arc::from(r.name.as_str()),
             host: host?,
-            path: path?,
-            methods: methods?,
+            path,
+            methods,
             upstream: upstream?,
             auth,
+            provider,
+            access_token,
+            policy: Arc::new(policy),
         })
+    }
+
+    /// The provider of a protected route, checked for what the route's auth needs.
+    fn route_provider(
+        &mut self,
+        base: &str,
+        r: &file::RouteFile,
+        file: &FileConfig,
+    ) -> Option<usize> {
+        let at = |key: &str| format!("{base}.{key}");
+        let Some(name) = &r.provider else {
+            self.err(at("provider"), "a protected route needs `provider`");
+            return None;
+        };
+        let index = file.providers.keys().position(|k| k == name)?;
+        let p = file.providers.values().nth(index)?;
+        if p.audiences.is_empty() {
+            self.err(
+                at("provider"),
+                format!("provider `{name}` has no `audiences`: bearer routes need them, so a token meant for another API never passes"),
+            );
+        }
+        if p.issuer.is_none() && !p.opaque_tokens {
+            self.err(
+                at("provider"),
+                format!("provider `{name}` has no `issuer` to check JWT bearer tokens against (or set `opaque_tokens: true` to introspect)"),
+            );
+        }
+        if p.opaque_tokens {
+            if p.client_id.is_none() || p.client_secret.is_none() {
+                self.err(
+                    format!("providers.{name}.opaque_tokens"),
+                    "introspection needs `client_id` and `client_secret`",
+                );
+            }
+            if p.introspection_endpoint.is_none() && p.issuer.is_none() {
+                self.err(
+                    format!("providers.{name}.opaque_tokens"),
+                    "introspection needs `introspection_endpoint` or an `issuer` to discover it",
+                );
+            }
+        }
+        Some(index)
     }
 
     fn host_match(&mut self, path: &str, raw: Option<&str>) -> Option<HostMatch> {

@@ -7,6 +7,7 @@ use pingora::protocols::http::ServerSession;
 
 use crate::metrics;
 use crate::snapshot::SharedSnapshot;
+use crate::token::KeyState;
 
 /// Answers the admin endpoints.
 pub struct Admin {
@@ -40,9 +41,23 @@ impl ServeHttp for Admin {
             // Ready: a valid config is loaded and compiled. Later capabilities add key and store
             // state here.
             "/readyz" => {
-                // Holding a snapshot means a valid config is compiled and serving.
-                let _ = self.state.load();
-                reply(200, text, b"ready\n".to_vec())
+                // A valid config is compiled and serving (holding a snapshot means that), and
+                // every provider a protected route uses has keys — stale ones count: they serve.
+                let snap = self.state.load();
+                let missing: Vec<&str> = snap
+                    .used_providers()
+                    .filter(|p| p.source.state() == KeyState::Missing)
+                    .map(|p| &*p.name)
+                    .collect();
+                if missing.is_empty() {
+                    reply(200, text, b"ready\n".to_vec())
+                } else {
+                    let body = format!(
+                        "not ready: no keys yet for provider(s) {}\n",
+                        missing.join(", ")
+                    );
+                    reply(503, text, body.into_bytes())
+                }
             }
             "/metrics" => reply(200, "text/plain; version=0.0.4", metrics::render()),
             _ => reply(404, text, b"not found\n".to_vec()),

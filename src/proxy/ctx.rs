@@ -5,6 +5,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use crate::snapshot::Snapshot;
+use crate::token::Verified;
 
 /// One request's state. Written by `request_filter` and `upstream_peer`, read by later phases.
 #[derive(Debug)]
@@ -33,6 +34,10 @@ pub struct RequestCtx {
     pub tried: u64,
     /// Why the gateway answered itself, if it did.
     pub refusal: Option<&'static str>,
+    /// The authenticated identity (protected routes).
+    pub identity: Option<Arc<Verified>>,
+    /// The raw access token, kept only when the route passes it upstream.
+    pub access_token: Option<String>,
 }
 
 impl RequestCtx {
@@ -51,6 +56,8 @@ impl RequestCtx {
             target: None,
             tried: 0,
             refusal: None,
+            identity: None,
+            access_token: None,
         }
     }
 

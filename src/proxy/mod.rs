@@ -11,8 +11,10 @@
 //! Only this module (and `main`) speak pingora.
 
 pub mod admin;
+pub mod auth;
 pub mod connections;
 pub mod ctx;
+pub mod keys;
 pub mod reload;
 pub mod respond;
 
@@ -23,9 +25,10 @@ use pingora::prelude::*;
 use pingora::proxy::FailToProxy;
 
 use crate::access_log;
+use crate::identity::claims::{ClaimNames, identity_headers};
 use crate::identity::{CookieAction, StripReason};
 use crate::metrics;
-use crate::routing::{admit, normalise_host};
+use crate::routing::{AuthPolicy, admit, normalise_host};
 use crate::snapshot::SharedSnapshot;
 pub use ctx::RequestCtx;
 
@@ -38,6 +41,35 @@ impl Gateway {
     /// A gateway serving whatever snapshot `state` holds at each request.
     pub fn new(state: SharedSnapshot) -> Self {
         Self { state }
+    }
+}
+
+impl Gateway {
+    /// Authenticates a request to a protected route; `Some` is the refusal to send.
+    async fn authenticate(&self, session: &Session, ctx: &mut RequestCtx) -> Option<auth::Denied> {
+        let (snap, index) = (ctx.snapshot.clone()?, ctx.route?);
+        let route = snap.router.routes().get(index)?;
+        if route.auth == AuthPolicy::Public {
+            return None;
+        }
+        let req = session.req_header();
+        let path = ctx.rewritten_path.as_deref().unwrap_or(req.uri.path());
+        let outcome = auth::bearer(&snap, route, req, path).await;
+        auth::count(
+            &route.name,
+            outcome.as_ref().map(|_| ()).map_err(|d| d.reason),
+        );
+        match outcome {
+            Ok((verified, token)) => {
+                ctx.access_token = route.access_token.is_some().then(|| token.to_owned());
+                ctx.identity = Some(verified);
+                None
+            }
+            Err(denied) => {
+                tracing::info!(route = %route.name, reason = denied.reason, status = denied.status, "request refused");
+                Some(denied)
+            }
+        }
     }
 }
 
@@ -92,6 +124,11 @@ impl ProxyHttp for Gateway {
                 .with_label_values(&[ctx.route_name(), r.reason])
                 .inc();
             respond::json_error(session, r.status, r.code, r.message).await?;
+            return Ok(true);
+        }
+        if let Some(denied) = self.authenticate(session, ctx).await {
+            ctx.refusal = Some(denied.reason);
+            respond::auth_error(session, &denied).await?;
             return Ok(true);
         }
         if !ctx.websocket && session.req_header().headers.contains_key(header::UPGRADE) {
@@ -171,6 +208,7 @@ impl ProxyHttp for Gateway {
             }
             CookieAction::Replace(v) => req.insert_header(header::COOKIE, v)?,
         }
+        set_identity(req, ctx)?;
         if ctx.websocket {
             req.insert_header(header::CONNECTION, "upgrade")?;
             req.insert_header(header::UPGRADE, "websocket")?;
@@ -252,6 +290,45 @@ impl ProxyHttp for Gateway {
             reason: ctx.refusal,
         });
     }
+}
+
+/// On protected routes: the client's credentials go, the identity headers (and the access
+/// token, when the route passes it on) come.
+fn set_identity(req: &mut RequestHeader, ctx: &mut RequestCtx) -> Result<()> {
+    let (Some(snap), Some(index)) = (&ctx.snapshot, ctx.route) else {
+        return Ok(());
+    };
+    let Some(route) = snap.router.routes().get(index) else {
+        return Ok(());
+    };
+    if route.auth == AuthPolicy::Public {
+        return Ok(());
+    }
+    req.remove_header(&header::AUTHORIZATION);
+    let Some(identity) = &ctx.identity else {
+        return Error::e_explain(InternalError, "protected route without identity");
+    };
+    let provider = route
+        .provider
+        .and_then(|i| snap.config.providers.values().nth(i));
+    let names = ClaimNames {
+        user: provider.map_or("sub", |p| p.user_claim.as_str()),
+        groups: provider.map_or("groups", |p| p.groups_claim.as_str()),
+    };
+    for (name, value) in identity_headers(&snap.config.identity, names, &identity.claims) {
+        req.insert_header(name, value)?;
+    }
+    if let (Some(name), Some(token)) = (&route.access_token, ctx.access_token.take()) {
+        let value = if *name == header::AUTHORIZATION {
+            format!("Bearer {token}")
+        } else {
+            token
+        };
+        let value =
+            HeaderValue::from_str(&value).or_err(InternalError, "token as a header value")?;
+        req.insert_header(name.clone(), value)?;
+    }
+    Ok(())
 }
 
 /// Sets `X-Forwarded-For/-Proto/-Host`: the client's values are kept only from trusted proxies

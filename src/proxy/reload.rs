@@ -12,26 +12,34 @@ use tokio::signal::unix::{SignalKind, signal};
 use crate::config;
 use crate::metrics;
 use crate::snapshot::{SharedSnapshot, Snapshot};
+use crate::token::KeyRegistry;
 
 /// Waits for SIGHUP and reloads `path` into `state`.
 pub struct Reloader {
     path: PathBuf,
     state: SharedSnapshot,
+    keys: Arc<KeyRegistry>,
 }
 
 impl Reloader {
-    /// A reloader of `path` into `state`.
-    pub fn new(path: PathBuf, state: SharedSnapshot) -> Self {
-        Self { path, state }
+    /// A reloader of `path` into `state`, with key sources from `keys`.
+    pub fn new(path: PathBuf, state: SharedSnapshot, keys: Arc<KeyRegistry>) -> Self {
+        Self { path, state, keys }
     }
 
     /// Loads, compiles and swaps in the file once. Returns whether it was accepted.
     pub async fn reload(&self) -> bool {
         let path = self.path.clone();
-        let built =
-            tokio::task::spawn_blocking(move || config::load(&path).map(Snapshot::build)).await;
+        let keys = self.keys.clone();
+        let built = tokio::task::spawn_blocking(move || {
+            config::load(&path).map(|c| Snapshot::build(c, &keys))
+        })
+        .await;
         match built {
             Ok(Ok(snapshot)) => {
+                // A new provider's keys are fetched before the swap, so no request meets a
+                // provider without keys (each fetch is bounded by the client's timeout).
+                snapshot.prefetch_keys().await;
                 let old = self.state.load();
                 if old.config.server.listen != snapshot.config.server.listen
                     || old.config.server.admin != snapshot.config.server.admin

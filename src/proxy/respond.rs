@@ -24,6 +24,23 @@ pub async fn json_error(
     Ok(())
 }
 
+/// Writes a refusal of a protected route: JSON, with `WWW-Authenticate` when it has one.
+pub async fn auth_error(session: &mut Session, denied: &super::auth::Denied) -> Result<()> {
+    let body = Bytes::from(
+        serde_json::json!({"error": denied.code, "message": denied.description}).to_string(),
+    );
+    let mut resp = ResponseHeader::build(denied.status, Some(4))?;
+    resp.insert_header("content-type", "application/json")?;
+    resp.insert_header("content-length", body.len().to_string())?;
+    resp.insert_header("cache-control", "no-store")?;
+    if let Some(challenge) = &denied.challenge {
+        resp.insert_header("www-authenticate", challenge.as_str())?;
+    }
+    session.write_response_header(Box::new(resp), false).await?;
+    session.write_response_body(Some(body), true).await?;
+    Ok(())
+}
+
 /// The JSON error for a status the proxy chose after an upstream or protocol failure.
 pub fn failure_body(status: u16) -> (&'static str, &'static str) {
     match status {

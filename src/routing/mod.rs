@@ -122,6 +122,9 @@ mod tests {
             methods,
             upstream: 0,
             auth: AuthPolicy::Public,
+            provider: None,
+            access_token: None,
+            policy: Arc::new(crate::policy::Policy::any_authenticated()),
         }
     }
 

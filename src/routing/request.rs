@@ -190,6 +190,9 @@ mod tests {
             methods: MethodSet::ALL,
             upstream: 0,
             auth: AuthPolicy::Public,
+            provider: None,
+            access_token: None,
+            policy: Arc::new(crate::policy::Policy::any_authenticated()),
         };
         Router::new(vec![
             route("app", HostMatch::Exact("app.test".into())),

@@ -159,6 +159,12 @@ pub struct Route {
     pub upstream: usize,
     /// How requests are authenticated.
     pub auth: AuthPolicy,
+    /// Index of the provider (in `Config::providers` order) for protected routes.
+    pub provider: Option<usize>,
+    /// Header carrying the access token upstream, if the route passes it on.
+    pub access_token: Option<http::HeaderName>,
+    /// Who may pass, once authenticated.
+    pub policy: Arc<crate::policy::Policy>,
 }
 
 impl Route {

@@ -7,6 +7,7 @@
 
 mod config_errors;
 mod headers;
+mod idp_smoke;
 mod paths;
 mod protocols;
 mod reload;

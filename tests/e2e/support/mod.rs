@@ -3,6 +3,7 @@
 
 pub mod echo;
 pub mod gateway;
+pub mod idp;
 pub mod raw;
 
 use std::future::Future;

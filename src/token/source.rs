@@ -1,0 +1,291 @@
+//! Where a provider's keys come from, and how they stay fresh.
+//!
+//! A [`KeySource`] is one provider's metadata (discovery) and key set. It outlives config
+//! reloads: the [`KeyRegistry`] hands the same source to every snapshot whose provider has the
+//! same issuer and key set URL, so a reload never drops keys. Keys are refreshed in the
+//! background (at the provider's `Cache-Control: max-age`, within [`MIN_REFRESH`] and
+//! [`MAX_REFRESH`]), on demand when a token names an unknown `kid` (at most once per
+//! [`KID_REFRESH_INTERVAL`]), and kept — stale — while the provider is down.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use arc_swap::ArcSwap;
+use url::Url;
+
+use super::keys::KeySet;
+use crate::metrics;
+use crate::oidc::discovery::{self, Metadata};
+use crate::oidc::http::Client;
+
+/// Shortest background refresh interval, whatever the provider's `Cache-Control` says.
+pub const MIN_REFRESH: Duration = Duration::from_secs(60);
+/// Longest background refresh interval.
+pub const MAX_REFRESH: Duration = Duration::from_secs(24 * 3600);
+/// Refresh interval when the provider sends no `max-age`.
+pub const DEFAULT_REFRESH: Duration = Duration::from_secs(600);
+/// Retry interval after a failed refresh.
+pub const RETRY: Duration = Duration::from_secs(15);
+/// An unknown `kid` triggers at most one re-fetch per this interval.
+pub const KID_REFRESH_INTERVAL: Duration = Duration::from_secs(5);
+
+/// What identifies a key source across reloads.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct SourceId {
+    /// Provider name.
+    pub name: String,
+    /// Issuer URL, for discovery.
+    pub issuer: Option<Url>,
+    /// Configured key set URL.
+    pub jwks_uri: Option<Url>,
+    /// Configured introspection endpoint.
+    pub introspection_endpoint: Option<Url>,
+}
+
+#[derive(Debug, Default)]
+struct Schedule {
+    last_attempt: Option<Instant>,
+    next_due: Option<Instant>,
+}
+
+/// Key state for `/readyz` and metrics.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeyState {
+    /// Never fetched successfully.
+    Missing,
+    /// Fetched; the last refresh succeeded.
+    Fresh,
+    /// Fetched before; the last refresh failed, the old keys serve.
+    Stale,
+}
+
+/// One provider's metadata and keys.
+pub struct KeySource {
+    /// Identity of the source.
+    pub id: SourceId,
+    client: Client,
+    metadata: ArcSwap<Metadata>,
+    keys: ArcSwap<KeySet>,
+    schedule: Mutex<Schedule>,
+    state: Mutex<KeyState>,
+    /// Serialises fetches: concurrent unknown-kid misses wait for one fetch.
+    fetching: tokio::sync::Mutex<()>,
+}
+
+impl std::fmt::Debug for KeySource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KeySource")
+            .field("id", &self.id)
+            .finish_non_exhaustive()
+    }
+}
+
+impl KeySource {
+    /// A source with no keys yet.
+    pub fn new(id: SourceId, client: Client) -> Self {
+        let metadata = Metadata {
+            issuer: id.issuer.as_ref().map(discovery::issuer_string),
+            jwks_uri: id.jwks_uri.clone(),
+            introspection_endpoint: id.introspection_endpoint.clone(),
+            ..Metadata::default()
+        };
+        Self {
+            id,
+            client,
+            metadata: ArcSwap::from_pointee(metadata),
+            keys: ArcSwap::from_pointee(KeySet::default()),
+            schedule: Mutex::new(Schedule::default()),
+            state: Mutex::new(KeyState::Missing),
+            fetching: tokio::sync::Mutex::new(()),
+        }
+    }
+
+    /// A source holding `keys` from the start, marked fresh: for tests and benchmarks that
+    /// verify tokens without a provider. It still refreshes like any other when asked.
+    pub fn with_keys(id: SourceId, client: Client, keys: KeySet) -> Self {
+        let source = Self::new(id, client);
+        source.keys.store(Arc::new(keys));
+        if let Ok(mut state) = source.state.lock() {
+            *state = KeyState::Fresh;
+        }
+        source
+    }
+
+    /// The current keys.
+    pub fn keys(&self) -> arc_swap::Guard<Arc<KeySet>> {
+        self.keys.load()
+    }
+
+    /// The current metadata.
+    pub fn metadata(&self) -> Arc<Metadata> {
+        self.metadata.load_full()
+    }
+
+    /// The key state.
+    pub fn state(&self) -> KeyState {
+        self.state.lock().map_or(KeyState::Missing, |s| *s)
+    }
+
+    /// The shared HTTP client.
+    pub fn client(&self) -> &Client {
+        &self.client
+    }
+
+    /// Whether the background refresher should fetch now.
+    pub fn due(&self, now: Instant) -> bool {
+        self.schedule
+            .lock()
+            .map_or(true, |s| s.next_due.is_none_or(|due| due <= now))
+    }
+
+    /// Fetches keys now unless one was attempted within `min_gap`. Returns whether keys changed.
+    pub async fn refresh(&self, min_gap: Duration) -> bool {
+        let _one_at_a_time = self.fetching.lock().await;
+        let now = Instant::now();
+        if let Ok(s) = self.schedule.lock()
+            && s.last_attempt
+                .is_some_and(|t| now.duration_since(t) < min_gap)
+        {
+            return false;
+        }
+        if let Ok(mut s) = self.schedule.lock() {
+            s.last_attempt = Some(now);
+        }
+        let outcome = self.fetch().await;
+        let name = self.id.name.as_str();
+        let (next, ok) = match outcome {
+            Ok((count, max_age)) => {
+                metrics::JWKS_KEYS
+                    .with_label_values(&[name])
+                    .set(count as i64);
+                metrics::JWKS_UPDATED
+                    .with_label_values(&[name])
+                    .set(unix_now() as i64);
+                let every = max_age
+                    .unwrap_or(DEFAULT_REFRESH)
+                    .clamp(MIN_REFRESH, MAX_REFRESH);
+                (every, true)
+            }
+            Err(e) => {
+                tracing::warn!(provider = name, error = %e, "key refresh failed; keeping the previous keys");
+                (RETRY, false)
+            }
+        };
+        metrics::JWKS_REFRESHES
+            .with_label_values(&[name, if ok { "success" } else { "failure" }])
+            .inc();
+        if let Ok(mut state) = self.state.lock() {
+            *state = match (ok, *state) {
+                (true, _) => KeyState::Fresh,
+                (false, KeyState::Missing) => KeyState::Missing,
+                (false, _) => KeyState::Stale,
+            };
+            metrics::JWKS_STATE
+                .with_label_values(&[name])
+                .set(match *state {
+                    KeyState::Missing => 0,
+                    KeyState::Stale => 1,
+                    KeyState::Fresh => 2,
+                });
+        }
+        if let Ok(mut s) = self.schedule.lock() {
+            s.next_due = Some(Instant::now() + next);
+        }
+        ok
+    }
+
+    async fn fetch(&self) -> Result<(usize, Option<Duration>), String> {
+        let mut metadata = (*self.metadata.load_full()).clone();
+        if let Some(issuer) = &self.id.issuer {
+            let found = discovery::discover(&self.client, issuer)
+                .await
+                .map_err(|e| e.to_string())?;
+            metadata.issuer = found.issuer.clone();
+            metadata = Metadata {
+                jwks_uri: self.id.jwks_uri.clone().or(found.jwks_uri),
+                introspection_endpoint: self
+                    .id
+                    .introspection_endpoint
+                    .clone()
+                    .or(found.introspection_endpoint),
+                ..found
+            };
+            self.metadata.store(Arc::new(metadata.clone()));
+        }
+        let Some(jwks_uri) = metadata.jwks_uri.clone() else {
+            // Introspection-only providers have no key set.
+            return if metadata.introspection_endpoint.is_some() {
+                Ok((0, None))
+            } else {
+                Err("no jwks_uri configured or discovered".into())
+            };
+        };
+        let fetched = self
+            .client
+            .get_json(&jwks_uri)
+            .await
+            .map_err(|e| e.to_string())?;
+        let (set, skipped) = KeySet::parse(&fetched.json);
+        for why in &skipped {
+            tracing::info!(provider = %self.id.name, "key skipped: {why}");
+        }
+        if set.is_empty() {
+            return Err("the key set has no usable signing key".into());
+        }
+        let count = set.len();
+        self.keys.store(Arc::new(set));
+        Ok((count, fetched.max_age))
+    }
+}
+
+/// Key sources by identity, shared by every snapshot.
+pub struct KeyRegistry {
+    sources: Mutex<HashMap<SourceId, Arc<KeySource>>>,
+    client: Client,
+}
+
+impl Default for KeyRegistry {
+    fn default() -> Self {
+        Self {
+            sources: Mutex::new(HashMap::new()),
+            client: Client::new(crate::oidc::http::TIMEOUT),
+        }
+    }
+}
+
+impl KeyRegistry {
+    /// The source for `id`, created if new.
+    pub fn source(&self, id: SourceId) -> Arc<KeySource> {
+        let client = self.client.clone();
+        let Ok(mut sources) = self.sources.lock() else {
+            return Arc::new(KeySource::new(id, client));
+        };
+        sources
+            .entry(id.clone())
+            .or_insert_with(|| Arc::new(KeySource::new(id, client)))
+            .clone()
+    }
+
+    /// Keeps only the sources in `live` (called after a reload).
+    pub fn retain(&self, live: &[SourceId]) {
+        if let Ok(mut sources) = self.sources.lock() {
+            sources.retain(|id, _| live.contains(id));
+        }
+    }
+
+    /// Every source.
+    pub fn all(&self) -> Vec<Arc<KeySource>> {
+        self.sources
+            .lock()
+            .map(|s| s.values().cloned().collect())
+            .unwrap_or_default()
+    }
+}
+
+/// Seconds since the Unix epoch.
+pub fn unix_now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}

@@ -116,12 +116,16 @@ fn explain_bearer(
         }
     };
     let verified = runtime.block_on(async {
-        provider.source.refresh(std::time::Duration::ZERO).await;
+        provider
+            .settings
+            .source
+            .refresh(std::time::Duration::ZERO)
+            .await;
         println!(
             "keys:      provider `{}`: {} usable key(s), {:?}",
-            provider.name,
-            provider.source.keys().len(),
-            provider.source.state()
+            provider.settings.name,
+            provider.settings.source.keys().len(),
+            provider.settings.source.state()
         );
         provider.validate(token, &snap.token_cache).await
     });

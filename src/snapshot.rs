@@ -104,8 +104,8 @@ impl Snapshot {
     /// bounded by the HTTP client's timeout.
     pub async fn prefetch_keys(&self) {
         for p in self.used_providers() {
-            if p.source.state() == crate::token::KeyState::Missing {
-                p.source.refresh(std::time::Duration::ZERO).await;
+            if p.settings.source.state() == crate::token::KeyState::Missing {
+                p.settings.source.refresh(std::time::Duration::ZERO).await;
             }
         }
     }

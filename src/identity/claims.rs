@@ -9,6 +9,7 @@ use http::{HeaderName, HeaderValue};
 use serde_json::{Map, Value};
 
 use crate::config::IdentityConfig;
+use crate::policy::lookup_claim;
 
 /// Longest identity header value sent.
 pub const MAX_VALUE: usize = 4096;
@@ -20,19 +21,6 @@ pub struct ClaimNames<'a> {
     pub user: &'a str,
     /// The groups claim (`groups` by default).
     pub groups: &'a str,
-}
-
-/// Reads a claim by name, or by dotted path into nested objects when no claim has the whole name.
-pub fn lookup<'a>(claims: &'a Map<String, Value>, name: &str) -> Option<&'a Value> {
-    if let Some(v) = claims.get(name) {
-        return Some(v);
-    }
-    let mut parts = name.split('.');
-    let mut current = claims.get(parts.next()?)?;
-    for part in parts {
-        current = current.as_object()?.get(part)?;
-    }
-    Some(current)
 }
 
 fn text(value: &Value) -> Option<String> {
@@ -77,7 +65,7 @@ pub fn identity_headers(
         .into_iter()
         .chain(config.extra_claims.iter().map(|(h, c)| (h, c.as_str())))
         .filter_map(|(header, claim)| {
-            let value = header_value(lookup(claims, claim)?)?;
+            let value = header_value(lookup_claim(claims, claim)?)?;
             Some((header.clone(), value))
         })
         .collect()

@@ -26,7 +26,7 @@ const SCP_CLAIM: &str = "scp";
 
 /// The claim `name`: the key `name` itself if present, else `name` read as a dotted path into
 /// nested objects. `None` when absent.
-pub(crate) fn lookup<'c>(claims: &'c Map<String, Value>, name: &str) -> Option<&'c Value> {
+pub fn lookup<'c>(claims: &'c Map<String, Value>, name: &str) -> Option<&'c Value> {
     if let Some(value) = claims.get(name) {
         return Some(value);
     }

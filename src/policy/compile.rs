@@ -5,8 +5,6 @@
 //! unless all entries are sound. Lists that would make a condition vacuous (`scopes: []`,
 //! `claims: {}`) are refused as well, since they almost always hide a mistake.
 
-use http::Method;
-
 use super::claims::{ClaimRule, ValueMatcher, ValueSpec, check_claim_name, parse_value};
 use super::email::EmailDomain;
 use super::entry::{Entry, MethodRule};
@@ -14,19 +12,6 @@ use super::path_template::PathTemplate;
 use super::{PolicyContext, PolicyProblem};
 use crate::config::file::{AllowFile, ClaimValueFile};
 use crate::routing::{MethodSet, PathMatch};
-
-/// The methods [`MethodSet::from_names`] knows, to intersect two sets.
-const STANDARD_METHODS: [Method; 9] = [
-    Method::GET,
-    Method::HEAD,
-    Method::POST,
-    Method::PUT,
-    Method::DELETE,
-    Method::PATCH,
-    Method::OPTIONS,
-    Method::TRACE,
-    Method::CONNECT,
-];
 
 /// Problems found so far.
 #[derive(Default)]
@@ -167,10 +152,7 @@ fn methods(
     let set = MethodSet::from_names(names.iter().map(String::as_str))
         .ok()
         .filter(|_| ok)?;
-    if !STANDARD_METHODS
-        .iter()
-        .any(|m| set.contains(m) && route.contains(m))
-    {
+    if !set.intersects(&route) {
         errors.push(
             key,
             "no method in common with the route's `match.methods`: the entry could never hold",

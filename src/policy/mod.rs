@@ -64,6 +64,7 @@ use serde_json::{Map, Value};
 use crate::config::file::AllowFile;
 use crate::routing::{MethodSet, PathMatch};
 
+pub use self::claims::lookup as lookup_claim;
 use self::entry::Entry;
 
 /// The groups claim used when the provider names none.

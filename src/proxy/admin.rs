@@ -46,8 +46,8 @@ impl ServeHttp for Admin {
                 let snap = self.state.load();
                 let missing: Vec<&str> = snap
                     .used_providers()
-                    .filter(|p| p.source.state() == KeyState::Missing)
-                    .map(|p| &*p.name)
+                    .filter(|p| p.settings.source.state() == KeyState::Missing)
+                    .map(|p| &*p.settings.name)
                     .collect();
                 if missing.is_empty() {
                     reply(200, text, b"ready\n".to_vec())

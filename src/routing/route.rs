@@ -138,6 +138,11 @@ impl MethodSet {
             .is_some_and(|idx| self.0 & (1 << idx) != 0)
     }
 
+    /// Whether some method is in both sets.
+    pub fn intersects(&self, other: &MethodSet) -> bool {
+        self.0 & other.0 != 0
+    }
+
     /// Whether every method of `other` is in `self`.
     pub fn covers(&self, other: &MethodSet) -> bool {
         self.0 & other.0 == other.0

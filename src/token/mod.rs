@@ -174,33 +174,17 @@ pub fn extract_bearer<'a>(
 
 /// One provider's token rules, compiled per config load.
 pub struct TokenProvider {
-    /// Provider name.
-    pub name: Arc<str>,
-    /// Metadata and keys (shared across reloads).
-    pub source: Arc<KeySource>,
-    /// Accepted algorithms.
-    pub algorithms: Vec<Algorithm>,
-    /// Expected `iss`.
-    pub issuer: Option<String>,
-    /// Accepted `aud` values.
-    pub audiences: Vec<String>,
-    /// Clock skew allowed, seconds.
-    pub leeway: u64,
-    /// Accept opaque tokens by introspection.
-    pub opaque: bool,
-    /// Client credentials for introspection.
-    pub client: Option<(String, Secret)>,
-    /// How long an introspection answer is trusted.
-    pub introspection_ttl: Duration,
+    /// What it was built from.
+    pub settings: TokenSettings,
     validations: Vec<(Algorithm, Validation)>,
 }
 
 impl std::fmt::Debug for TokenProvider {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("TokenProvider")
-            .field("name", &self.name)
-            .field("issuer", &self.issuer)
-            .field("audiences", &self.audiences)
+            .field("name", &self.settings.name)
+            .field("issuer", &self.settings.issuer)
+            .field("audiences", &self.settings.audiences)
             .finish_non_exhaustive()
     }
 }
@@ -246,15 +230,7 @@ impl TokenProvider {
             })
             .collect();
         Self {
-            name: s.name,
-            source: s.source,
-            algorithms: s.algorithms,
-            issuer: s.issuer,
-            audiences: s.audiences,
-            leeway: s.leeway,
-            opaque: s.opaque,
-            client: s.client,
-            introspection_ttl: s.introspection_ttl,
+            settings: s,
             validations,
         }
     }
@@ -269,7 +245,7 @@ impl TokenProvider {
             return Err(TokenError::TooLarge);
         }
         let now = unix_now();
-        let key = cache::key(&self.name, token);
+        let key = cache::key(&self.settings.name, token);
         match cache.get(&key, now) {
             Some(Cached::Valid(v)) => {
                 crate::metrics::TOKEN_CACHE
@@ -289,7 +265,7 @@ impl TokenProvider {
         }
         let outcome = if header::is_compact_jws(token) {
             self.verify_jwt(token, now).await
-        } else if self.opaque {
+        } else if self.settings.opaque {
             self.introspect(token, now).await
         } else {
             Err(TokenError::Malformed)
@@ -297,7 +273,8 @@ impl TokenProvider {
         match &outcome {
             Ok(v) => {
                 let until = if v.introspected {
-                    v.expires_at.min(now + self.introspection_ttl.as_secs())
+                    v.expires_at
+                        .min(now + self.settings.introspection_ttl.as_secs())
                 } else {
                     v.expires_at
                 };
@@ -323,13 +300,16 @@ impl TokenProvider {
             Some(k) => set.get(k).cloned(),
             None => set.sole_key_for(alg).cloned(),
         };
-        let found = lookup(&self.source.keys());
+        let found = lookup(&self.settings.source.keys());
         let key = match found {
             Some(k) => k,
             None => {
                 // An unknown kid may be a rotation: re-fetch, at a bounded rate.
-                self.source.refresh(source::KID_REFRESH_INTERVAL).await;
-                let keys = self.source.keys();
+                self.settings
+                    .source
+                    .refresh(source::KID_REFRESH_INTERVAL)
+                    .await;
+                let keys = self.settings.source.keys();
                 if keys.is_empty() {
                     return Err(TokenError::Unavailable);
                 }
@@ -346,7 +326,7 @@ impl TokenProvider {
     }
 
     async fn verify_jwt(&self, token: &str, now: u64) -> Result<Arc<Verified>, TokenError> {
-        let head = header::read(token, &self.algorithms)?;
+        let head = header::read(token, &self.settings.algorithms)?;
         let key = self.key_for(head.kid.as_deref(), head.alg).await?;
         let validation = self
             .validations
@@ -356,7 +336,7 @@ impl TokenProvider {
             .ok_or(TokenError::AlgorithmNotAllowed)?;
         let data = jsonwebtoken::decode::<Map<String, Value>>(token, &key.decoding, validation)
             .map_err(|e| map_jwt_error(e.kind()))?;
-        let expires_at = check_times(&data.claims, now, self.leeway)?;
+        let expires_at = check_times(&data.claims, now, self.settings.leeway)?;
         Ok(Arc::new(Verified {
             claims: Arc::new(data.claims),
             expires_at,
@@ -365,18 +345,24 @@ impl TokenProvider {
     }
 
     async fn introspect(&self, token: &str, now: u64) -> Result<Arc<Verified>, TokenError> {
-        let endpoint = self.source.metadata().introspection_endpoint.clone();
-        let (Some(endpoint), Some((id, secret))) = (endpoint, &self.client) else {
+        let endpoint = self
+            .settings
+            .source
+            .metadata()
+            .introspection_endpoint
+            .clone();
+        let (Some(endpoint), Some((id, secret))) = (endpoint, &self.settings.client) else {
             return Err(TokenError::Unavailable);
         };
         let form = [("token", token), ("token_type_hint", "access_token")];
         let answer = self
+            .settings
             .source
             .client()
             .post_form(&endpoint, Some((id, secret.expose())), &form)
             .await
             .map_err(|e| {
-                tracing::warn!(provider = %self.name, error = %e, "introspection failed");
+                tracing::warn!(provider = %self.settings.name, error = %e, "introspection failed");
                 TokenError::Unavailable
             })?;
         let Value::Object(claims) = answer.json else {
@@ -385,17 +371,17 @@ impl TokenProvider {
         if claims.get("active") != Some(&Value::Bool(true)) {
             return Err(TokenError::Inactive);
         }
-        if let (Some(expected), Some(iss)) = (&self.issuer, claims.get("iss"))
+        if let (Some(expected), Some(iss)) = (&self.settings.issuer, claims.get("iss"))
             && iss.as_str() != Some(expected)
         {
             return Err(TokenError::WrongIssuer);
         }
-        if !audience_matches(claims.get("aud"), &self.audiences) {
+        if !audience_matches(claims.get("aud"), &self.settings.audiences) {
             return Err(TokenError::WrongAudience);
         }
         let expires_at = match claims.get("exp") {
-            None => now + self.introspection_ttl.as_secs(),
-            Some(_) => check_times(&claims, now, self.leeway)?,
+            None => now + self.settings.introspection_ttl.as_secs(),
+            Some(_) => check_times(&claims, now, self.settings.leeway)?,
         };
         Ok(Arc::new(Verified {
             claims: Arc::new(claims),

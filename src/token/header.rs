@@ -30,7 +30,14 @@ struct RawHeader {
     crit: Option<serde_json::Value>,
 }
 
-/// Whether `token` has the shape of a compact JWS: three base64url parts.
+/// Whether `token` is meant as a JWT: exactly three dot-separated parts. Such a token is judged
+/// as a JWT (never sent to introspection), so `header.payload.` with an empty signature is
+/// refused for its `alg`, not passed to the provider.
+pub fn looks_like_jwt(token: &str) -> bool {
+    token.bytes().filter(|b| *b == b'.').count() == 2
+}
+
+/// Whether `token` has the shape of a compact JWS: three non-empty base64url parts.
 pub fn is_compact_jws(token: &str) -> bool {
     let mut parts = 0;
     for part in token.split('.') {
@@ -89,6 +96,12 @@ mod tests {
     fn token(header: &str) -> String {
         let h = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(header);
         format!("{h}.e30.c2ln")
+    }
+
+    #[test]
+    fn jwt_shape_is_three_parts_even_when_empty() {
+        assert!(looks_like_jwt("a.b.c") && looks_like_jwt("a.b.") && looks_like_jwt(".."));
+        assert!(!looks_like_jwt("opaque-token") && !looks_like_jwt("a.b.c.d"));
     }
 
     #[test]

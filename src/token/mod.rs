@@ -24,6 +24,7 @@ use jsonwebtoken::{Algorithm, Validation, errors::ErrorKind};
 use serde_json::{Map, Value};
 
 use crate::config::Secret;
+use crate::oidc::http::FetchError;
 use cache::{Cached, TokenCache};
 pub use source::{KeyRegistry, KeySource, KeyState, SourceId, unix_now};
 
@@ -263,7 +264,7 @@ impl TokenProvider {
                 .with_label_values(&["miss"])
                 .inc(),
         }
-        let outcome = if header::is_compact_jws(token) {
+        let outcome = if header::looks_like_jwt(token) {
             self.verify_jwt(token, now).await
         } else if self.settings.opaque {
             self.introspect(token, now).await
@@ -327,6 +328,9 @@ impl TokenProvider {
 
     async fn verify_jwt(&self, token: &str, now: u64) -> Result<Arc<Verified>, TokenError> {
         let head = header::read(token, &self.settings.algorithms)?;
+        if !header::is_compact_jws(token) {
+            return Err(TokenError::Malformed);
+        }
         let key = self.key_for(head.kid.as_deref(), head.alg).await?;
         let validation = self
             .validations
@@ -361,9 +365,13 @@ impl TokenProvider {
             .client()
             .post_form(&endpoint, Some((id, secret.expose())), &form)
             .await
-            .map_err(|e| {
-                tracing::warn!(provider = %self.settings.name, error = %e, "introspection failed");
-                TokenError::Unavailable
+            .map_err(|e| match e {
+                // The provider would not judge this token (RFC 7662 §2.3: invalid_request).
+                FetchError::Status { status: 400, .. } => TokenError::Inactive,
+                e => {
+                    tracing::warn!(provider = %self.settings.name, error = %e, "introspection failed");
+                    TokenError::Unavailable
+                }
             })?;
         let Value::Object(claims) = answer.json else {
             return Err(TokenError::Unavailable);

@@ -5,6 +5,7 @@
 //! the contract in `.run/CONTRACT.md`: config shape, `check` output, status codes and JSON bodies,
 //! path normalisation, header hygiene, metrics and reload.
 
+mod bearer;
 mod config_errors;
 mod headers;
 mod idp_smoke;

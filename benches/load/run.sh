@@ -14,10 +14,32 @@
 # (wrk's output is printed) and the script exits 1.
 # Nothing in the repository is written; set OUT=file to also save the JSON.
 #
+# Targets:
+#   backend                  the backend nginx itself, no proxy (the ceiling)
+#   nginx                    plain nginx reverse proxy (the reference of "vs nginx")
+#   portcullis-public        Portcullis route with `auth: public`
+#   portcullis-bearer-rs256  Portcullis route with `auth: bearer`, JWT access token signed RS256
+#   portcullis-bearer-es256  the same with an ES256 token
+# The bearer targets need no network and no IdP process: the provider's discovery document
+# and JWKS (public part of tests/idp/keys/primary.json) are static files on the backend nginx,
+# and benches/load/mint.mjs (Node.js + jose from tests/idp/node_modules, installed by
+# tests/setup.sh, which this script runs) signs one token per target (typ at+jwt,
+# exp = now + 1h or longer than the run) with tests/idp/keys/rsa-1.pem / ec-1.pem.
+# Portcullis is loaded only once its /readyz is 200, i.e. once it has the keys.
+# wrk sends the same token on every request, so only the first request verifies the
+# signature; every later one is answered by the gateway's verified-token cache (a SHA-256
+# of the token and a map look-up), then the per-route checks and header rewriting run as
+# usual. That is the realistic hot path of a client reusing its access token; it is not a
+# measure of signature verification (benches/token_validation.rs is). The sanity check of
+# a bearer target also requires 401 for a request without the token.
+# Portcullis always runs with all routes and the provider, whichever targets are chosen,
+# so it needs Node.js (>= 20.18) whenever a portcullis-* target is selected.
+#
 # Usage: benches/load/run.sh [--targets LIST]
 #
 # Environment (defaults in brackets):
-#   TARGETS         comma-separated targets [backend,nginx,portcullis-public]
+#   TARGETS         comma-separated targets
+#                   [backend,nginx,portcullis-public,portcullis-bearer-rs256,portcullis-bearer-es256]
 #   WORKERS         nginx proxy worker_processes = Portcullis threads [2]
 #   BACKEND_WORKERS backend nginx worker_processes [WORKERS]
 #   DURATION        measured wrk run per target [10s]
@@ -31,7 +53,8 @@
 #
 # Adding a target "foo-bar": write a function target_foo_bar that starts what it
 # needs through the idempotent start_* helpers and sets T_URL (and optionally
-# T_HEADERS, an array of "Name: value" sent by both the sanity check and wrk);
+# T_HEADERS, an array of "Name: value" sent by both the sanity check and wrk, and
+# T_NOAUTH_STATUS, the status the sanity check then requires without T_HEADERS);
 # for a gateway route, add a route stanza to portcullis.yaml.tmpl under its own
 # path prefix. Then run with TARGETS=...,foo-bar.
 
@@ -41,7 +64,7 @@ shopt -u patsub_replacement 2>/dev/null || true
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 ROOT="$(cd "$HERE/../.." && pwd)"
 
-TARGETS="${TARGETS:-backend,nginx,portcullis-public}"
+TARGETS="${TARGETS:-backend,nginx,portcullis-public,portcullis-bearer-rs256,portcullis-bearer-es256}"
 WORKERS="${WORKERS:-2}"
 ACCESS_LOG="${ACCESS_LOG:-off}"
 BACKEND_WORKERS="${BACKEND_WORKERS:-$WORKERS}"
@@ -55,6 +78,11 @@ OUT="${OUT:-}"
 # The same request path is used against every server, so rows differ only in
 # what sits between wrk and the backend.
 PUBLIC_PATH="/public/bench"
+# The bearer routes' paths (also served by the backend's catch-all) and the audience of
+# the `bench` provider in portcullis.yaml.tmpl.
+BEARER_RS_PATH="/bearer-rs/bench"
+BEARER_ES_PATH="/bearer-es/bench"
+BEARER_AUDIENCE="urn:portcullis:bench"
 
 log() { printf '[load] %s\n' "$*" >&2; }
 die() { printf '[load] error: %s\n' "$*" >&2; exit 1; }
@@ -241,13 +269,41 @@ portcullis_bin() {
     printf '%s\n' "${CARGO_TARGET_DIR:-$ROOT/target}/release-lto/portcullis"
 }
 
+# The bearer targets' provider, as static files under $TMP/idp served by the backend:
+# discovery document, public JWKS and one access token per algorithm (mint.mjs).
+TOKEN_RS256=""
+TOKEN_ES256=""
+mint_tokens() {
+    local issuer="http://127.0.0.1:$BACKEND_PORT" ttl doc
+    # Valid for at least 1h and for longer than every warm-up and run of this invocation.
+    ttl=$((${#TARGET_LIST[@]} * (DURATION_S + WARMUP_S + 60) + 600))
+    ((ttl >= 3600)) || ttl=3600
+    node "$HERE/mint.mjs" "$issuer" "$BEARER_AUDIENCE" "$ttl" "$TMP/idp" || die "mint.mjs failed"
+    # Started by root, nginx's workers run as nobody: let them reach the two public documents
+    # (the temp dir is only traversable, not listable; the tokens stay private).
+    chmod 711 "$TMP"
+    chmod 755 "$TMP/idp"
+    chmod 644 "$TMP/idp/openid-configuration.json" "$TMP/idp/jwks.json"
+    chmod 600 "$TMP/idp/"*.jwt
+    TOKEN_RS256="$(<"$TMP/idp/token-rs256.jwt")"
+    TOKEN_ES256="$(<"$TMP/idp/token-es256.jwt")"
+    doc="$(curl -sf --max-time 2 "$issuer/.well-known/openid-configuration")" ||
+        die "the backend does not serve the discovery document"
+    [[ "$doc" == *"\"issuer\": \"$issuer\""* ]] || die "served discovery document has the wrong issuer: $doc"
+    curl -sf --max-time 2 -o /dev/null "$issuer/jwks.json" || die "the backend does not serve jwks.json"
+    log "provider bench: issuer $issuer, JWKS on the backend, tokens valid ${ttl}s"
+}
+
 GATEWAY_PORT=""
 ADMIN_PORT=""
 start_portcullis() {
     [[ -z "$GATEWAY_PORT" ]] || return 0
     start_backend
+    # Node.js and jose (tests/idp/node_modules) for mint.mjs; idempotent, quick when installed.
+    bash "$ROOT/tests/setup.sh" >&2 || die "tests/setup.sh failed (Node.js >= 20.18 and npm are needed)"
     local bin
     bin="$(portcullis_bin)"
+    mint_tokens
     free_port GATEWAY_PORT
     free_port ADMIN_PORT
     render "$HERE/portcullis.yaml.tmpl" "$TMP/portcullis.yaml"
@@ -256,6 +312,7 @@ start_portcullis() {
     # the default `off` matches the nginx proxy's `access_log off`.
     "$bin" run --config "$TMP/portcullis.yaml" >/dev/null 2>"$TMP/portcullis.err" </dev/null &
     PIDS+=("$!")
+    # /readyz is 503 until the bench provider's keys are fetched from the backend.
     wait_http portcullis "http://127.0.0.1:$ADMIN_PORT/readyz" "$TMP/portcullis.err" "$!"
     log "portcullis on 127.0.0.1:$GATEWAY_PORT, admin $ADMIN_PORT (threads $WORKERS, $bin)"
 }
@@ -277,6 +334,20 @@ target_nginx() {
 target_portcullis_public() {
     start_portcullis
     T_URL="http://127.0.0.1:$GATEWAY_PORT$PUBLIC_PATH"
+}
+
+target_portcullis_bearer_rs256() {
+    start_portcullis
+    T_URL="http://127.0.0.1:$GATEWAY_PORT$BEARER_RS_PATH"
+    T_HEADERS=("Authorization: Bearer $TOKEN_RS256")
+    T_NOAUTH_STATUS=401
+}
+
+target_portcullis_bearer_es256() {
+    start_portcullis
+    T_URL="http://127.0.0.1:$GATEWAY_PORT$BEARER_ES_PATH"
+    T_HEADERS=("Authorization: Bearer $TOKEN_ES256")
+    T_NOAUTH_STATUS=401
 }
 
 # ---------------------------------------------------------------- measuring
@@ -343,13 +414,33 @@ measure() { # TARGET
         return
     fi
     log "$t: sanity request OK ($(wc -c <"$TMP/sanity.body") byte body)"
+    if [[ -n "$T_NOAUTH_STATUS" ]]; then
+        code="$(curl -s -o "$TMP/sanity.body" -w '%{http_code}' --max-time 5 "$T_URL" || true)"
+        if [[ "$code" != "$T_NOAUTH_STATUS" ]]; then
+            log "$t: request without its headers to $T_URL returned HTTP $code, not $T_NOAUTH_STATUS:"
+            head -c 500 "$TMP/sanity.body" >&2 2>/dev/null || true
+            echo >&2
+            FAILED=1
+            return
+        fi
+        log "$t: request without its headers refused as expected (HTTP $code)"
+    fi
 
     if ((WARMUP_S > 0)); then
         run_wrk /dev/null "$((WARMUP_S + 30))" -t "$THREADS" -c "$CONNECTIONS" -d "$WARMUP" --timeout 5s \
             "${hdr_args[@]}" "$T_URL" || true
     fi
 
-    log "$t: wrk --latency -t $THREADS -c $CONNECTIONS -d $DURATION --timeout 5s ${hdr_args[*]:+${hdr_args[*]} }$T_URL"
+    # Tokens are long and say nothing: the log shows their size only.
+    local shown=() a
+    for a in "${hdr_args[@]}"; do
+        if [[ "$a" =~ ^(Authorization:\ Bearer\ )(.*)$ ]]; then
+            shown+=("'${BASH_REMATCH[1]}<${#BASH_REMATCH[2]}-byte token>'")
+        else
+            shown+=("$a")
+        fi
+    done
+    log "$t: wrk --latency -t $THREADS -c $CONNECTIONS -d $DURATION --timeout 5s ${shown[*]:+${shown[*]} }$T_URL"
     a0="$(backend_accepts)"
     if ! run_wrk "$TMP/wrk.out" "$((DURATION_S + 30))" --latency -t "$THREADS" -c "$CONNECTIONS" -d "$DURATION" \
         --timeout 5s "${hdr_args[@]}" "$T_URL"; then
@@ -390,22 +481,33 @@ done
 
 ensure_deps
 
-declare -A T_URLS T_HDRS
+declare -A T_URLS T_HDRS T_NOAUTH
 for t in "${TARGET_LIST[@]}"; do
     T_URL=""
     T_HEADERS=()
+    T_NOAUTH_STATUS=""
     "$(target_fn "$t")"
     [[ -n "$T_URL" ]] || die "target $t set no T_URL"
     T_URLS[$t]="$T_URL"
     T_HDRS[$t]="$(printf '%s\n' "${T_HEADERS[@]}")"
+    T_NOAUTH[$t]="$T_NOAUTH_STATUS"
 done
 
 for t in "${TARGET_LIST[@]}"; do
     T_URL="${T_URLS[$t]}"
+    T_NOAUTH_STATUS="${T_NOAUTH[$t]}"
     T_HEADERS=()
     [[ -z "${T_HDRS[$t]}" ]] || mapfile -t T_HEADERS <<<"${T_HDRS[$t]}"
     measure "$t"
 done
+
+# How the bearer requests were answered: misses should be about one per token (the sanity
+# request), everything else hits.
+if [[ -n "$GATEWAY_PORT" ]]; then
+    cache="$(curl -s --max-time 2 "http://127.0.0.1:$ADMIN_PORT/metrics" |
+        awk '/^portcullis_token_cache_total[{]/ { printf "%s%s", sep, $0; sep = ", " }' || true)"
+    [[ -z "$cache" ]] || log "token cache: $cache"
+fi
 
 ratio() { # TARGET -> ratio of its rps to nginx's, or empty
     local base="${R_RPS[nginx]:-}"
@@ -419,14 +521,16 @@ cpus="$(nproc 2>/dev/null || echo '?')"
 {
     printf '\nPortcullis load benchmark: wrk -t %s -c %s -d %s (warm-up %s), workers %s, backend workers %s, body %s, %s CPUs, rev %s\n\n' \
         "$THREADS" "$CONNECTIONS" "$DURATION" "$WARMUP" "$WORKERS" "$BACKEND_WORKERS" "$BODY" "$cpus" "$git_rev"
-    printf '%-20s %12s %9s %9s %9s %14s\n' target rps "p50 ms" "p99 ms" "vs nginx" "backend conns"
+    w=20
+    for t in "${TARGET_LIST[@]}"; do ((${#t} <= w)) || w=${#t}; done
+    printf '%-*s %12s %9s %9s %9s %14s\n' "$w" target rps "p50 ms" "p99 ms" "vs nginx" "backend conns"
     for t in "${TARGET_LIST[@]}"; do
         if [[ "${R_OK[$t]}" == true ]]; then
             r="$(ratio "$t")"
-            printf '%-20s %12s %9s %9s %9s %14s\n' "$t" "${R_RPS[$t]}" "${R_P50[$t]}" "${R_P99[$t]}" \
+            printf '%-*s %12s %9s %9s %9s %14s\n' "$w" "$t" "${R_RPS[$t]}" "${R_P50[$t]}" "${R_P99[$t]}" \
                 "${r:+${r}x}" "${R_CONNS[$t]:--}"
         else
-            printf '%-20s %12s\n' "$t" FAILED
+            printf '%-*s %12s\n' "$w" "$t" FAILED
         fi
     done
     echo

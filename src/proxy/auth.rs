@@ -30,6 +30,19 @@ pub struct Denied {
     pub reason: &'static str,
 }
 
+impl Denied {
+    /// The refusal for a request the gateway cannot judge (an internal inconsistency).
+    pub fn internal() -> Self {
+        Denied {
+            status: 500,
+            code: "internal_error",
+            description: "internal error",
+            challenge: None,
+            reason: "internal",
+        }
+    }
+}
+
 fn challenge(code: Option<&str>, description: &str, scope: Option<&str>) -> String {
     let mut out = format!("Bearer realm=\"{REALM}\"");
     if let Some(code) = code {

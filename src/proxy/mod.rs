@@ -42,19 +42,23 @@ impl Gateway {
     pub fn new(state: SharedSnapshot) -> Self {
         Self { state }
     }
-}
 
-impl Gateway {
-    /// Authenticates a request to a protected route; `Some` is the refusal to send.
+    /// Authenticates a request to a protected route; `Some` is the refusal to send. Fails
+    /// closed: without a snapshot and a route (never the case after admission) it refuses.
     async fn authenticate(&self, session: &Session, ctx: &mut RequestCtx) -> Option<auth::Denied> {
-        let (snap, index) = (ctx.snapshot.clone()?, ctx.route?);
-        let route = snap.router.routes().get(index)?;
+        let held = ctx.snapshot.clone();
+        let (Some(snap), Some(index)) = (held.as_deref(), ctx.route) else {
+            return Some(auth::Denied::internal());
+        };
+        let Some(route) = snap.router.routes().get(index) else {
+            return Some(auth::Denied::internal());
+        };
         if route.auth == AuthPolicy::Public {
             return None;
         }
         let req = session.req_header();
         let path = ctx.rewritten_path.as_deref().unwrap_or(req.uri.path());
-        let outcome = auth::bearer(&snap, route, req, path).await;
+        let outcome = auth::bearer(snap, route, req, path).await;
         auth::count(
             &route.name,
             outcome.as_ref().map(|_| ()).map_err(|d| d.reason),
@@ -295,11 +299,13 @@ impl ProxyHttp for Gateway {
 /// On protected routes: the client's credentials go, the identity headers (and the access
 /// token, when the route passes it on) come.
 fn set_identity(req: &mut RequestHeader, ctx: &mut RequestCtx) -> Result<()> {
-    let (Some(snap), Some(index)) = (&ctx.snapshot, ctx.route) else {
-        return Ok(());
-    };
-    let Some(route) = snap.router.routes().get(index) else {
-        return Ok(());
+    let route = ctx
+        .snapshot
+        .as_ref()
+        .zip(ctx.route)
+        .and_then(|(s, i)| s.router.routes().get(i));
+    let (Some(snap), Some(route)) = (&ctx.snapshot, route) else {
+        return Error::e_explain(InternalError, "proxying without a route");
     };
     if route.auth == AuthPolicy::Public {
         return Ok(());

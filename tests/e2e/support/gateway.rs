@@ -184,6 +184,50 @@ impl Gateway {
         response.text().await.expect("reading /metrics")
     }
 
+    /// pingora's graceful upgrade: starts a second process with `--upgrade` on the same config,
+    /// lets it ask for the listening sockets, then sends SIGQUIT to the running one, which hands
+    /// them over and drains. Returns the old process's exit status; the new one is then `self`.
+    pub async fn upgrade(&mut self) -> Option<ExitStatus> {
+        let stdout =
+            File::create(self.dir.path().join("stdout.upgraded.log")).expect("creating a log");
+        let stderr =
+            File::create(self.dir.path().join("stderr.upgraded.log")).expect("creating a log");
+        let new = Command::new(BIN)
+            .arg("run")
+            .arg("--upgrade")
+            .arg("--config")
+            .arg(&self.config_path)
+            .env_remove("RUST_LOG")
+            .stdin(Stdio::null())
+            .stdout(Stdio::from(stdout))
+            .stderr(Stdio::from(stderr))
+            .spawn()
+            .expect("spawning the upgraded portcullis must work");
+        // The new process polls the upgrade socket about once a second; give it time to start.
+        let log = self.dir.path().join("stderr.upgraded.log");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !std::fs::read_to_string(&log).is_ok_and(|l| l.contains("transfer")) {
+            assert!(
+                Instant::now() < deadline,
+                "the upgraded process never waited for sockets"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        self.signal("QUIT");
+        let mut old = std::mem::replace(&mut self.child, new);
+        let deadline = Instant::now() + Duration::from_secs(15);
+        loop {
+            if let Ok(Some(status)) = old.try_wait() {
+                return Some(status);
+            }
+            if Instant::now() >= deadline {
+                let _ = old.kill();
+                return None;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
     /// Sends SIGTERM and waits up to `timeout` for the process to exit; `None` if it did not.
     pub async fn terminate(&mut self, timeout: Duration) -> Option<ExitStatus> {
         self.signal("TERM");

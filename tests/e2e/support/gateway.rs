@@ -259,7 +259,7 @@ impl Drop for Gateway {
     }
 }
 
-/// Stops a gateway process: SIGTERM, up to 3 s to drain, then SIGKILL.
+/// Stops a child process (gateway or provider): SIGTERM, up to 3 s to exit, then SIGKILL.
 pub fn stop_child(child: &mut Child) {
     if let Ok(Some(_)) = child.try_wait() {
         return;

@@ -581,25 +581,9 @@ impl Idp {
     /// Stops the provider (SIGTERM, SIGKILL after 3 s) and waits for it; its port is free after.
     pub fn stop(&mut self) {
         self.stdin = None;
-        let Some(mut child) = self.child.take() else {
-            return;
-        };
-        if let Ok(Some(_)) = child.try_wait() {
-            return;
+        if let Some(mut child) = self.child.take() {
+            super::gateway::stop_child(&mut child);
         }
-        let _ = Command::new("kill")
-            .arg("-TERM")
-            .arg(child.id().to_string())
-            .status();
-        let deadline = Instant::now() + Duration::from_secs(3);
-        while Instant::now() < deadline {
-            if let Ok(Some(_)) = child.try_wait() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        let _ = child.kill();
-        let _ = child.wait();
     }
 
     /// Whether the provider process is still running.

@@ -152,8 +152,14 @@ impl ProxyHttp for Gateway {
             (Some(s), Some(r)) => (s, r),
             _ => return Error::e_explain(InternalError, "upstream_peer without a route"),
         };
-        let upstream = snap.router.routes()[route].upstream;
-        let pool = &snap.pools[upstream];
+        let Some((upstream, pool)) = snap
+            .router
+            .routes()
+            .get(route)
+            .and_then(|r| Some((r.upstream, snap.pools.get(r.upstream)?)))
+        else {
+            return Error::e_explain(InternalError, "route without an upstream pool");
+        };
         let Some((target, addr)) = pool.select(ctx.tried) else {
             return Error::e_explain(HTTPStatus(502), "upstream has no targets");
         };
@@ -175,8 +181,12 @@ impl ProxyHttp for Gateway {
         ctx: &mut RequestCtx,
         mut e: Box<Error>,
     ) -> Box<Error> {
-        if let (Some(snap), Some((upstream, target))) = (&ctx.snapshot, ctx.target) {
-            let pool = &snap.pools[upstream];
+        let pool = ctx
+            .snapshot
+            .as_ref()
+            .zip(ctx.target)
+            .and_then(|(s, (upstream, target))| Some((s.pools.get(upstream)?, target)));
+        if let Some((pool, target)) = pool {
             pool.mark_down(target);
             metrics::UPSTREAM_ERRORS
                 .with_label_values(&[&pool.config.name, error_kind(e.etype())])
@@ -231,14 +241,16 @@ impl ProxyHttp for Gateway {
             HTTPStatus(code) => *code,
             etype => match e.esource() {
                 ErrorSource::Upstream => {
-                    if !is_connect_error(etype)
-                        && let (Some(snap), Some((upstream, _))) = (&ctx.snapshot, ctx.target)
+                    let pool = ctx
+                        .snapshot
+                        .as_ref()
+                        .zip(ctx.target)
+                        .and_then(|(s, (upstream, _))| s.pools.get(upstream));
+                    if let Some(pool) = pool
+                        && !is_connect_error(etype)
                     {
                         metrics::UPSTREAM_ERRORS
-                            .with_label_values(&[
-                                &snap.pools[upstream].config.name,
-                                error_kind(etype),
-                            ])
+                            .with_label_values(&[&pool.config.name, error_kind(etype)])
                             .inc();
                     }
                     if is_timeout(etype) { 504 } else { 502 }

@@ -64,7 +64,7 @@ pub struct Client {
 }
 
 impl Client {
-    /// A client with the given per-call timeout.
+    /// A client with the given per-call timeout. Called at start-up (and by `explain`).
     pub fn new(timeout: Duration) -> Self {
         let inner = reqwest::Client::builder()
             .redirect(reqwest::redirect::Policy::none())
@@ -72,7 +72,9 @@ impl Client {
             .connect_timeout(timeout)
             .user_agent(concat!("portcullis/", env!("CARGO_PKG_VERSION")))
             .build()
-            .unwrap_or_default();
+            // Built once at start-up. Falling back to a default client would silently drop the
+            // timeout and the no-redirect policy, so a failure here stops the process instead.
+            .expect("the provider HTTP client (rustls) can be built");
         Self { inner }
     }
 

@@ -2,16 +2,12 @@
 //! gateway, cached keys serving while the provider is down, and a gateway started before its
 //! provider (not ready, 503) becoming ready once the provider is up.
 
-use std::fs::File;
-use std::net::SocketAddr;
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::json;
-use tempfile::TempDir;
 
 use crate::support::idp::{Idp, IdpOptions, READER, READER_SECRET, RESOURCE, jwt_parts, key_file};
-use crate::support::{EchoBackend, RawResponse, free_port, http_client, metric_sum, wait_until};
+use crate::support::{EchoBackend, Gateway, RawResponse, http_client, metric_sum, wait_until};
 
 use super::{API_ROUTE, Stack, assert_allowed, assert_invalid_token, claims, compact, mint};
 
@@ -183,63 +179,13 @@ async fn with_the_provider_down_cached_keys_keep_serving_and_the_state_turns_sta
     );
 }
 
-/// A gateway process that, unlike `support::Gateway`, is not waited on to become ready.
-struct UnreadyGateway {
-    child: Child,
-    dir: TempDir,
-    listen: SocketAddr,
-    admin: SocketAddr,
-}
-
-impl UnreadyGateway {
-    fn spawn(rest: &str) -> Self {
-        let dir = tempfile::tempdir().expect("creating a temporary directory must work");
-        let listen = SocketAddr::from(([127, 0, 0, 1], free_port()));
-        let admin = SocketAddr::from(([127, 0, 0, 1], free_port()));
-        let yaml = format!(
-            "server:\n  listen: [\"{listen}\"]\n  admin: \"{admin}\"\n  trusted_proxies: []\n  threads: 2\n  drain_timeout: 1s\n  pid_file: \"{pid}\"\n  upgrade_sock: \"{sock}\"\n{rest}",
-            pid = dir.path().join("portcullis.pid").display(),
-            sock = dir.path().join("portcullis.sock").display(),
-        );
-        let config = dir.path().join("portcullis.yaml");
-        std::fs::write(&config, yaml).expect("writing the config must work");
-        let stdout = File::create(dir.path().join("stdout.log")).expect("creating stdout.log");
-        let stderr = File::create(dir.path().join("stderr.log")).expect("creating stderr.log");
-        let child = Command::new(env!("CARGO_BIN_EXE_portcullis"))
-            .arg("run")
-            .arg("--config")
-            .arg(&config)
-            .env_remove("RUST_LOG")
-            .stdin(Stdio::null())
-            .stdout(Stdio::from(stdout))
-            .stderr(Stdio::from(stderr))
-            .spawn()
-            .expect("spawning the portcullis binary must work");
-        Self {
-            child,
-            dir,
-            listen,
-            admin,
-        }
-    }
-
-    fn stderr(&self) -> String {
-        std::fs::read_to_string(self.dir.path().join("stderr.log")).unwrap_or_default()
-    }
-
-    async fn get(&self, path: &str, headers: &[(&str, &str)]) -> RawResponse {
-        crate::support::raw::raw_request(
-            self.listen,
-            &crate::support::raw::request("GET", path, Some(super::HOST), headers),
-        )
-        .await
-    }
-}
-
-impl Drop for UnreadyGateway {
-    fn drop(&mut self) {
-        crate::support::gateway::stop_child(&mut self.child);
-    }
+/// A GET over a fresh raw connection.
+async fn raw_get(gateway: &Gateway, path: &str, headers: &[(&str, &str)]) -> RawResponse {
+    crate::support::raw::raw_request(
+        gateway.addr(),
+        &crate::support::raw::request("GET", path, Some(super::HOST), headers),
+    )
+    .await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -250,9 +196,9 @@ async fn a_gateway_started_before_its_provider_is_unready_then_ready() {
     idp.stop();
 
     let backend = EchoBackend::start("app").await;
-    let gateway = UnreadyGateway::spawn(&super::config(&issuer, &backend, "", API_ROUTE));
+    let gateway = Gateway::spawn(&super::config(&issuer, &backend, "", API_ROUTE));
     let client = http_client();
-    let ready_url = format!("http://{}/readyz", gateway.admin);
+    let ready_url = gateway.admin_url("/readyz");
     wait_until(
         "the admin listener to answer",
         Duration::from_secs(20),
@@ -268,13 +214,13 @@ async fn a_gateway_started_before_its_provider_is_unready_then_ready() {
     wait_until(
         "the public listener to accept",
         Duration::from_secs(20),
-        || async { tokio::net::TcpStream::connect(gateway.listen).await.is_ok() },
+        || async { tokio::net::TcpStream::connect(gateway.addr()).await.is_ok() },
     )
     .await;
 
     let token = mint("rsa-1", &claims(&issuer, "early-bird"));
     let auth = format!("Bearer {token}");
-    let response = gateway.get("/api/x", &[("Authorization", &auth)]).await;
+    let response = raw_get(&gateway, "/api/x", &[("Authorization", &auth)]).await;
     assert_eq!(
         response.status,
         503,
@@ -304,7 +250,7 @@ async fn a_gateway_started_before_its_provider_is_unready_then_ready() {
         || async { readyz(&client, &ready_url).await == Some(200) },
     )
     .await;
-    let response = gateway.get("/api/x", &[("Authorization", &auth)]).await;
+    let response = raw_get(&gateway, "/api/x", &[("Authorization", &auth)]).await;
     let seen = assert_allowed("the same token once the keys are there", &response);
     assert_eq!(seen.values("x-forwarded-user"), vec!["early-bird"]);
     let provider_token = idp
@@ -313,7 +259,7 @@ async fn a_gateway_started_before_its_provider_is_unready_then_ready() {
     let auth = format!("Bearer {provider_token}");
     assert_allowed(
         "a provider token once the keys are there",
-        &gateway.get("/api/x", &[("Authorization", &auth)]).await,
+        &raw_get(&gateway, "/api/x", &[("Authorization", &auth)]).await,
     );
 }
 

@@ -43,6 +43,17 @@ impl Gateway {
 
     /// Starts a gateway with `options`; see [`Gateway::start`].
     pub async fn start_with(options: ServerOptions, rest: &str) -> Self {
+        let mut gateway = Self::spawn_with(options, rest);
+        gateway.wait_ready().await;
+        gateway
+    }
+
+    /// Spawns a gateway without waiting for it to become ready (for tests of readiness itself).
+    pub fn spawn(rest: &str) -> Self {
+        Self::spawn_with(ServerOptions::default(), rest)
+    }
+
+    fn spawn_with(options: ServerOptions, rest: &str) -> Self {
         let dir = tempfile::tempdir().expect("creating a temporary directory must work");
         let listen = SocketAddr::from(([127, 0, 0, 1], free_port()));
         let admin = SocketAddr::from(([127, 0, 0, 1], free_port()));
@@ -72,7 +83,7 @@ impl Gateway {
             .stderr(Stdio::from(stderr))
             .spawn()
             .expect("spawning the portcullis binary must work");
-        let mut gateway = Self {
+        Self {
             child,
             dir,
             config_path,
@@ -80,9 +91,7 @@ impl Gateway {
             admin,
             server_block,
             client: http_client(),
-        };
-        gateway.wait_ready().await;
-        gateway
+        }
     }
 
     async fn wait_ready(&mut self) {

@@ -13,6 +13,7 @@
 //! speak pingora; everything else works on `http` types and can be tested without a server.
 
 pub mod access_log;
+pub mod assertion;
 pub mod config;
 pub mod identity;
 pub mod metrics;
@@ -20,6 +21,9 @@ pub mod oidc;
 pub mod policy;
 pub mod proxy;
 pub mod routing;
+pub mod session;
+pub mod signin;
 pub mod snapshot;
 pub mod token;
 pub mod upstream;
+pub mod web;

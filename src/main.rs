@@ -161,11 +161,15 @@ fn server_conf(config: &Config) -> ServerConf {
 fn proxy_shard(
     server: &Server,
     state: &portcullis::snapshot::SharedSnapshot,
+    refreshes: &Arc<portcullis::signin::refresh::Refreshes>,
     shard: usize,
     listen: &[std::net::SocketAddr],
     h2c: bool,
 ) -> Service<Counted<pingora::proxy::HttpProxy<Gateway>>> {
-    let mut proxy = pingora::proxy::http_proxy(&server.configuration, Gateway::new(state.clone()));
+    let mut proxy = pingora::proxy::http_proxy(
+        &server.configuration,
+        Gateway::new(state.clone(), refreshes.clone()),
+    );
     let mut options = HttpServerOptions::default();
     options.h2c = h2c;
     proxy.server_options = Some(options);
@@ -221,8 +225,11 @@ fn run(path: &Path, upgrade: bool, daemon: bool) -> ExitCode {
     // like nginx's worker processes: a connection and the tasks pingora spawns for it (upstream
     // pool watchers) stay on one thread, with no cross-thread wake-ups. On 2 cores this served
     // about 1.5x the requests of one service with 2 threads (benches/load).
+    let refreshes = Arc::new(portcullis::signin::refresh::Refreshes::default());
     for shard in 0..threads {
-        server.add_service(proxy_shard(&server, &state, shard, &listen, h2c));
+        server.add_service(proxy_shard(
+            &server, &state, &refreshes, shard, &listen, h2c,
+        ));
     }
     let mut admin_service = Service::new(
         "admin".to_string(),

@@ -162,6 +162,24 @@ pub static JWKS_REFRESHES: LazyLock<IntCounterVec> = LazyLock::new(|| {
     )
 });
 
+/// Browser sign-ins completed at the callback, by provider and result.
+pub static SIGN_INS: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    counter(
+        "portcullis_sign_ins_total",
+        "Browser sign-ins finished at the callback, by provider and result (success or the failure reason).",
+        &["provider", "result"],
+    )
+});
+
+/// Session refreshes with the provider, by provider and result.
+pub static SESSION_REFRESHES: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    counter(
+        "portcullis_session_refreshes_total",
+        "Session token refreshes at the provider, by provider and result (success or the failure reason).",
+        &["provider", "result"],
+    )
+});
+
 /// Registers every metric, so `/metrics` lists them before the first request.
 pub fn init() {
     LazyLock::force(&REQUESTS);
@@ -178,6 +196,8 @@ pub fn init() {
     LazyLock::force(&JWKS_STATE);
     LazyLock::force(&JWKS_UPDATED);
     LazyLock::force(&JWKS_REFRESHES);
+    LazyLock::force(&SIGN_INS);
+    LazyLock::force(&SESSION_REFRESHES);
     for result in ["success", "failure"] {
         RELOADS.with_label_values(&[result]);
     }

@@ -11,6 +11,8 @@ use arc_swap::ArcSwap;
 use crate::config::Config;
 use crate::identity::Hygiene;
 use crate::routing::Router;
+use crate::session::Cookies;
+use crate::signin::SignInProvider;
 use crate::token::cache::TokenCache;
 use crate::token::{KeyRegistry, SourceId, TokenProvider, TokenSettings};
 use crate::upstream::UpstreamPool;
@@ -34,12 +36,18 @@ pub struct Snapshot {
     pub tokens: Vec<TokenProvider>,
     /// Verified tokens.
     pub token_cache: TokenCache,
+    /// Sign-in rules per provider, indexed like `tokens`; `None` for providers without a
+    /// client id (bearer only).
+    pub sign_in: Vec<Option<SignInProvider>>,
+    /// The session cookies, when `sessions:` is configured.
+    pub cookies: Option<Cookies>,
 }
 
 impl Snapshot {
     /// Compiles `config`; key sources come from (and are kept in) `keys`.
     pub fn build(config: Config, keys: &KeyRegistry) -> Self {
         let mut live = Vec::new();
+        let mut sign_in = Vec::new();
         let tokens = config
             .providers
             .iter()
@@ -51,9 +59,15 @@ impl Snapshot {
                     introspection_endpoint: p.introspection_endpoint.clone(),
                 };
                 live.push(id.clone());
+                let source = keys.source(id);
+                sign_in.push(
+                    p.client_id
+                        .is_some()
+                        .then(|| SignInProvider::new(name, p, source.clone())),
+                );
                 TokenProvider::new(TokenSettings {
                     name: Arc::from(name.as_str()),
-                    source: keys.source(id),
+                    source,
                     algorithms: p.algorithms.clone(),
                     issuer: p.issuer_id.clone(),
                     audiences: p.audiences.clone(),
@@ -77,14 +91,32 @@ impl Snapshot {
             .as_ref()
             .map_or("portcullis", |s| s.cookie_name.as_str());
         let hygiene = Hygiene::new(config.identity.header_names(), cookie_base);
+        let cookies = config.sessions.as_ref().map(Cookies::new);
         Self {
             router,
             pools,
             hygiene,
             tokens,
             token_cache: TokenCache::new(TOKEN_CACHE_ENTRIES),
+            sign_in,
+            cookies,
             config,
         }
+    }
+
+    /// The public keys of the identity assertion, as a JWKS document.
+    pub fn jwks(&self, _now: u64) -> serde_json::Value {
+        serde_json::json!({"keys": []})
+    }
+
+    /// The sign-in rules of provider `index`.
+    pub fn sign_in(&self, index: usize) -> Option<&SignInProvider> {
+        self.sign_in.get(index).and_then(Option::as_ref)
+    }
+
+    /// The index of the provider named `name`.
+    pub fn provider_index(&self, name: &str) -> Option<usize> {
+        self.config.providers.keys().position(|k| k == name)
     }
 
     /// The token rules of the providers that protected routes use.

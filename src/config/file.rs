@@ -155,6 +155,31 @@ pub struct ProviderFile {
     /// The claim listing groups. Defaults to `groups`.
     #[serde(default)]
     pub groups_claim: Option<String>,
+    /// How the gateway authenticates at the token endpoint: `client_secret_basic` (the default)
+    /// or `client_secret_post`. A provider without `client_secret` is a public client (PKCE
+    /// only).
+    #[serde(default)]
+    pub token_endpoint_auth: Option<TokenEndpointAuthFile>,
+    /// After sign-in, also read the userinfo endpoint and merge its claims into the session.
+    /// Defaults to `true` for providers without an `issuer` (plain OAuth 2.0: userinfo is the
+    /// only source of identity) and `false` otherwise (the ID token's claims are used).
+    #[serde(default)]
+    pub userinfo: Option<bool>,
+    /// Session claims taken from other userinfo fields, `{claim: field}`: for plain OAuth 2.0
+    /// providers whose userinfo is not OpenID Connect's (GitHub: `{sub: id, preferred_username:
+    /// login}`). Dotted fields reach into objects. Numbers are turned into strings.
+    #[serde(default)]
+    pub claim_mapping: BTreeMap<String, String>,
+}
+
+/// Client authentication at the token endpoint.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum TokenEndpointAuthFile {
+    /// HTTP Basic with the client id and secret (RFC 6749 §2.3.1).
+    ClientSecretBasic,
+    /// The client id and secret in the form body.
+    ClientSecretPost,
 }
 
 /// `sessions:`
@@ -181,6 +206,22 @@ pub struct SessionsFile {
     /// Redis connection, for `store: redis`.
     #[serde(default)]
     pub redis: Option<RedisFile>,
+    /// Hosts (exact, or `*.suffix`) that a return URL (`rd`) may name after sign-in or
+    /// sign-out. Relative paths are always allowed; other absolute URLs never.
+    #[serde(default)]
+    pub allowed_redirect_hosts: Vec<String>,
+    /// Most sign-ins a browser may have in flight at once (one short-lived cookie each, so
+    /// several tabs can sign in together). Older ones are dropped. Defaults to `5`, at most `10`.
+    #[serde(default)]
+    pub max_pending_sign_ins: Option<usize>,
+    /// How long before the access token expires the session is refreshed (when the provider
+    /// gave a refresh token). Defaults to `60s`.
+    #[serde(default)]
+    pub refresh_before: Option<String>,
+    /// DEVELOPMENT ONLY: send cookies without `Secure` (and so without the `__Host-` prefix),
+    /// for plain-HTTP set-ups on hosts other than localhost. Defaults to `false`.
+    #[serde(default)]
+    pub dev_insecure_cookies: bool,
 }
 
 /// Session store kind.
@@ -273,6 +314,10 @@ pub struct RouteFile {
     /// Per-route override of `identity.access_token`.
     #[serde(default)]
     pub access_token: Option<String>,
+    /// Origins (`https://spa.example.com`) allowed to read this route's 401/403 answers
+    /// cross-origin (CORS, with credentials). Defaults to none.
+    #[serde(default)]
+    pub cors_origins: Vec<String>,
 }
 
 /// `routes[].match:`

@@ -106,6 +106,29 @@ pub struct ProviderConfig {
     pub userinfo_endpoint: Option<Url>,
     /// Explicit introspection endpoint.
     pub introspection_endpoint: Option<Url>,
+    /// Client authentication at the token endpoint.
+    pub token_endpoint_auth: TokenEndpointAuth,
+    /// Read the userinfo endpoint after sign-in.
+    pub userinfo: bool,
+    /// Session claims from userinfo fields: (claim, dotted field).
+    pub claim_mapping: Vec<(String, String)>,
+}
+
+impl ProviderConfig {
+    /// Whether this is an OpenID Connect provider (an issuer, ID tokens), rather than a plain
+    /// OAuth 2.0 server whose identity comes from userinfo.
+    pub fn is_oidc(&self) -> bool {
+        self.issuer.is_some() && self.scopes.iter().any(|s| s == "openid")
+    }
+}
+
+/// Client authentication at the token endpoint.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TokenEndpointAuth {
+    /// HTTP Basic.
+    ClientSecretBasic,
+    /// In the form body.
+    ClientSecretPost,
 }
 
 /// Session store kind.
@@ -132,6 +155,14 @@ pub struct SessionsConfig {
     pub cookie_name: String,
     /// Redis URL (may hold a password).
     pub redis_url: Option<Secret>,
+    /// Hosts a return URL may name: (`*.`-less lower-case name, is a suffix rule).
+    pub allowed_redirect_hosts: Vec<(String, bool)>,
+    /// Most sign-ins in flight per browser.
+    pub max_pending_sign_ins: usize,
+    /// Refresh this long before the access token expires.
+    pub refresh_before: Duration,
+    /// Cookies carry `Secure` and the `__Host-` prefix (off only by the dev setting).
+    pub secure_cookies: bool,
 }
 
 impl fmt::Debug for SessionsConfig {
@@ -143,6 +174,10 @@ impl fmt::Debug for SessionsConfig {
             .field("idle_timeout", &self.idle_timeout)
             .field("cookie_name", &self.cookie_name)
             .field("redis_url", &self.redis_url)
+            .field("allowed_redirect_hosts", &self.allowed_redirect_hosts)
+            .field("max_pending_sign_ins", &self.max_pending_sign_ins)
+            .field("refresh_before", &self.refresh_before)
+            .field("secure_cookies", &self.secure_cookies)
             .finish()
     }
 }

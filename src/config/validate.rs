@@ -16,9 +16,9 @@ use super::file::{self, FileConfig};
 use super::secret::{self, Secret};
 use super::{
     Config, IdentityConfig, ProviderConfig, ServerConfig, SessionStore, SessionsConfig,
-    UpstreamConfig,
+    TokenEndpointAuth, UpstreamConfig,
 };
-use crate::routing::{AuthPolicy, HostMatch, MethodSet, PathMatch, Route, normalise};
+use crate::routing::{AuthPolicy, HostMatch, MethodSet, PathMatch, Route, RouteMode, normalise};
 
 /// A problem at a key path; positions are added by the caller.
 pub(super) type Problem = (String, String);
@@ -289,6 +289,51 @@ impl Validator {
                     Vec::new()
                 }
             });
+            for (i, scope) in scopes.iter().enumerate() {
+                if scope.is_empty()
+                    || !scope
+                        .bytes()
+                        .all(|b| b.is_ascii_graphic() && b != b'"' && b != b'\\')
+                {
+                    self.err(
+                        format!("{base}.scopes[{i}]"),
+                        format!("`{scope}` is not a valid scope (RFC 6749 §3.3)"),
+                    );
+                }
+            }
+            let token_endpoint_auth = match p.token_endpoint_auth {
+                None | Some(file::TokenEndpointAuthFile::ClientSecretBasic) => {
+                    TokenEndpointAuth::ClientSecretBasic
+                }
+                Some(file::TokenEndpointAuthFile::ClientSecretPost) => {
+                    TokenEndpointAuth::ClientSecretPost
+                }
+            };
+            if p.token_endpoint_auth.is_some() && p.client_secret.is_none() {
+                self.err(
+                    at("token_endpoint_auth"),
+                    "client authentication needs a `client_secret` (without one the gateway is a public client)",
+                );
+            }
+            let userinfo = p.userinfo.unwrap_or(p.issuer.is_none());
+            if p.userinfo == Some(false) && p.issuer.is_none() && p.authorization_endpoint.is_some()
+            {
+                self.err(
+                    at("userinfo"),
+                    "a provider without `issuer` has no ID token: its identity can only come from userinfo",
+                );
+            }
+            let mut claim_mapping = Vec::new();
+            for (claim, field) in &p.claim_mapping {
+                if claim.is_empty() || field.is_empty() || field.split('.').any(str::is_empty) {
+                    self.err(
+                        format!("{base}.claim_mapping.{claim}"),
+                        "claim and field names must not be empty (dotted fields: `a.b`)",
+                    );
+                } else {
+                    claim_mapping.push((claim.clone(), field.clone()));
+                }
+            }
             out.insert(
                 name.clone(),
                 ProviderConfig {
@@ -313,6 +358,9 @@ impl Validator {
                         &at("introspection_endpoint"),
                         p.introspection_endpoint.as_deref(),
                     ),
+                    token_endpoint_auth,
+                    userinfo,
+                    claim_mapping,
                 },
             );
         }
@@ -395,6 +443,36 @@ impl Validator {
         if idle_timeout > lifetime {
             self.err("sessions.idle_timeout", "must not exceed `lifetime`");
         }
+        let mut allowed_redirect_hosts = Vec::new();
+        for (i, raw) in s.allowed_redirect_hosts.iter().enumerate() {
+            let path = format!("sessions.allowed_redirect_hosts[{i}]");
+            match self.host_match(&path, Some(raw)) {
+                Some(HostMatch::Exact(h)) => allowed_redirect_hosts.push((h.into(), false)),
+                Some(HostMatch::Suffix(h)) => allowed_redirect_hosts.push((h.into(), true)),
+                _ => {}
+            }
+        }
+        let max_pending_sign_ins = match s.max_pending_sign_ins {
+            None => 5,
+            Some(n) if (1..=10).contains(&n) => n,
+            Some(_) => {
+                self.err(
+                    "sessions.max_pending_sign_ins",
+                    "must be between 1 and 10 (each pending sign-in is a cookie)",
+                );
+                5
+            }
+        };
+        let refresh_before = self.duration(
+            "sessions.refresh_before",
+            s.refresh_before.as_deref(),
+            Duration::from_secs(60),
+        );
+        if s.dev_insecure_cookies {
+            tracing::warn!(
+                "sessions.dev_insecure_cookies: cookies are sent without `Secure`; never use this in production"
+            );
+        }
         Some(SessionsConfig {
             store,
             keys,
@@ -402,6 +480,10 @@ impl Validator {
             idle_timeout,
             cookie_name,
             redis_url,
+            allowed_redirect_hosts,
+            max_pending_sign_ins,
+            refresh_before,
+            secure_cookies: !s.dev_insecure_cookies,
         })
     }
 
@@ -549,18 +631,17 @@ impl Validator {
         let auth = match r.auth {
             file::AuthFile::Public => AuthPolicy::Public,
             file::AuthFile::Bearer => AuthPolicy::Bearer,
-            other => {
-                let name = match other {
-                    file::AuthFile::Session => "session",
-                    _ => "session_or_bearer",
-                };
-                self.err(
-                    at("auth"),
-                    format!("`auth: {name}` is not available yet in this build; `public` and `bearer` routes are served (see README)"),
-                );
-                return None;
-            }
+            file::AuthFile::Session => AuthPolicy::Session,
+            file::AuthFile::SessionOrBearer => AuthPolicy::SessionOrBearer,
         };
+        if matches!(auth, AuthPolicy::Session | AuthPolicy::SessionOrBearer)
+            && file.sessions.is_none()
+        {
+            self.err(
+                at("auth"),
+                "session routes need a `sessions:` section (at least `secret`)",
+            );
+        }
         let mut provider = None;
         if auth == AuthPolicy::Public {
             for (key, present) in [
@@ -568,6 +649,7 @@ impl Validator {
                 ("allow", r.allow.is_some()),
                 ("mode", r.mode.is_some()),
                 ("access_token", r.access_token.is_some()),
+                ("cors_origins", !r.cors_origins.is_empty()),
             ] {
                 if present {
                     self.err(
@@ -577,7 +659,7 @@ impl Validator {
                 }
             }
         } else {
-            provider = self.route_provider(base, r, file);
+            provider = self.route_provider(base, r, file, auth);
             if auth == AuthPolicy::Bearer && r.mode.is_some() {
                 self.err(
                     at("mode"),
@@ -612,7 +694,10 @@ impl Validator {
         let path = path?;
         let methods = methods?;
         let policy = match (&r.allow, auth) {
-            (Some(entries), AuthPolicy::Bearer) => {
+            (
+                Some(entries),
+                AuthPolicy::Bearer | AuthPolicy::Session | AuthPolicy::SessionOrBearer,
+            ) => {
                 let groups_claim = provider
                     .and_then(|i| file.providers.values().nth(i))
                     .and_then(|p| p.groups_claim.as_deref())
@@ -634,7 +719,32 @@ impl Validator {
             }
             _ => crate::policy::Policy::any_authenticated(),
         };
+        let mut cors_origins = Vec::new();
+        for (i, origin) in r.cors_origins.iter().enumerate() {
+            match Url::parse(origin) {
+                Ok(u)
+                    if matches!(u.scheme(), "https" | "http")
+                        && u.host().is_some()
+                        && u.path() == "/"
+                        && !origin.ends_with('/')
+                        && u.query().is_none()
+                        && u.username().is_empty() =>
+                {
+                    cors_origins.push(u.origin().ascii_serialization())
+                }
+                _ => self.err(
+                    format!("{base}.cors_origins[{i}]"),
+                    format!("`{origin}` is not an origin like https://app.example.com (scheme, host, optional port; no path)"),
+                ),
+            }
+        }
+        let mode = r.mode.map(|m| match m {
+            file::ModeFile::Api => RouteMode::Api,
+            file::ModeFile::Browser => RouteMode::Browser,
+        });
         Some(Route {
+            mode,
+            cors_origins: Arc::from(cors_origins),
             name: Arc::from(r.name.as_str()),
             host: host?,
             path,
@@ -653,6 +763,7 @@ impl Validator {
         base: &str,
         r: &file::RouteFile,
         file: &FileConfig,
+        auth: AuthPolicy,
     ) -> Option<usize> {
         let at = |key: &str| format!("{base}.{key}");
         let Some(name) = &r.provider else {
@@ -661,6 +772,12 @@ impl Validator {
         };
         let index = file.providers.keys().position(|k| k == name)?;
         let p = file.providers.values().nth(index)?;
+        if matches!(auth, AuthPolicy::Session | AuthPolicy::SessionOrBearer) {
+            self.sign_in_provider(&at("provider"), name, p);
+        }
+        if auth == AuthPolicy::Session {
+            return Some(index);
+        }
         if p.audiences.is_empty() {
             self.err(
                 at("provider"),
@@ -688,6 +805,39 @@ impl Validator {
             }
         }
         Some(index)
+    }
+
+    /// Checks that provider `name` can sign browsers in.
+    fn sign_in_provider(&mut self, at: &str, name: &str, p: &file::ProviderFile) {
+        if p.client_id.is_none() {
+            self.err(
+                at,
+                format!(
+                    "provider `{name}` has no `client_id`: session routes sign browsers in with it"
+                ),
+            );
+        }
+        if p.issuer.is_none() {
+            if p.authorization_endpoint.is_none() || p.token_endpoint.is_none() {
+                self.err(
+                    at,
+                    format!("provider `{name}` needs `issuer` (discovery) or both `authorization_endpoint` and `token_endpoint` to sign browsers in"),
+                );
+            }
+            if p.userinfo_endpoint.is_none() {
+                self.err(
+                    at,
+                    format!("provider `{name}` has no `issuer`, so identity comes from userinfo: give `userinfo_endpoint`"),
+                );
+            }
+        } else if let Some(scopes) = &p.scopes
+            && !scopes.iter().any(|s| s == "openid")
+        {
+            self.err(
+                format!("providers.{name}.scopes"),
+                "an OpenID Connect provider (`issuer`) needs the `openid` scope to sign browsers in",
+            );
+        }
     }
 
     fn host_match(&mut self, path: &str, raw: Option<&str>) -> Option<HostMatch> {

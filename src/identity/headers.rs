@@ -187,7 +187,8 @@ impl Hygiene {
         }
     }
 
-    fn is_gateway_cookie(&self, name: &str) -> bool {
+    /// Whether cookie `name` is one of the gateway's (any prefix, chunk or pending sign-in).
+    pub fn is_gateway_cookie(&self, name: &str) -> bool {
         let lower = name.trim().to_ascii_lowercase();
         let bare = lower
             .strip_prefix("__host-")

@@ -87,6 +87,16 @@ impl Client {
         self.send(url, req).await
     }
 
+    /// GETs `url` with `Authorization: Bearer <token>` (userinfo) and parses its JSON body.
+    pub async fn get_json_bearer(&self, url: &Url, token: &str) -> Result<Fetched, FetchError> {
+        let req = self
+            .inner
+            .get(url.clone())
+            .header("accept", "application/json")
+            .bearer_auth(token);
+        self.send(url, req).await
+    }
+
     /// POSTs a form with HTTP basic client authentication and parses the JSON answer.
     pub async fn post_form(
         &self,

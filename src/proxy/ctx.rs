@@ -38,6 +38,12 @@ pub struct RequestCtx {
     pub identity: Option<Arc<Verified>>,
     /// The raw access token, kept only when the route passes it upstream.
     pub access_token: Option<String>,
+    /// The gateway endpoint served (`start`, `callback`, …), for metrics and logs.
+    pub endpoint: Option<&'static str>,
+    /// `Set-Cookie` values to add to the response (a refreshed or touched session).
+    pub set_cookies: Vec<String>,
+    /// The session id, when a session authenticated the request.
+    pub sid: Option<String>,
 }
 
 impl RequestCtx {
@@ -58,11 +64,17 @@ impl RequestCtx {
             refusal: None,
             identity: None,
             access_token: None,
+            endpoint: None,
+            set_cookies: Vec::new(),
+            sid: None,
         }
     }
 
     /// The matched route's name, or `none`.
     pub fn route_name(&self) -> &str {
+        if let Some(endpoint) = self.endpoint {
+            return endpoint;
+        }
         match (&self.snapshot, self.route) {
             (Some(s), Some(i)) => s.router.routes().get(i).map_or("none", |r| &r.name),
             _ => "none",

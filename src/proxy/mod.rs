@@ -12,15 +12,19 @@
 
 pub mod admin;
 pub mod auth;
+pub mod browser;
 pub mod connections;
 pub mod ctx;
+pub mod endpoints;
 pub mod keys;
 pub mod reload;
 pub mod respond;
 
 use async_trait::async_trait;
-use http::{HeaderValue, header};
-use pingora::http::RequestHeader;
+use std::sync::Arc;
+
+use http::{HeaderName, HeaderValue, header};
+use pingora::http::{RequestHeader, ResponseHeader};
 use pingora::prelude::*;
 use pingora::proxy::FailToProxy;
 
@@ -28,50 +32,84 @@ use crate::access_log;
 use crate::identity::claims::{ClaimNames, identity_headers};
 use crate::identity::{CookieAction, StripReason};
 use crate::metrics;
-use crate::routing::{AuthPolicy, admit, normalise_host};
-use crate::snapshot::SharedSnapshot;
+use crate::routing::{AuthPolicy, Route, admit, endpoint, host_of, normalise_host};
+use crate::signin::refresh::Refreshes;
+use crate::snapshot::{SharedSnapshot, Snapshot};
+use crate::token::{Verified, unix_now};
+use browser::Answer;
 pub use ctx::RequestCtx;
 
 /// The gateway's `ProxyHttp` implementation.
 pub struct Gateway {
     state: SharedSnapshot,
+    refreshes: Arc<Refreshes>,
 }
 
 impl Gateway {
-    /// A gateway serving whatever snapshot `state` holds at each request.
-    pub fn new(state: SharedSnapshot) -> Self {
-        Self { state }
+    /// A gateway serving whatever snapshot `state` holds at each request; `refreshes` is shared
+    /// by every shard, so a session is refreshed once per process.
+    pub fn new(state: SharedSnapshot, refreshes: Arc<Refreshes>) -> Self {
+        Self { state, refreshes }
     }
 
-    /// Authenticates a request to a protected route; `Some` is the refusal to send. Fails
-    /// closed: without a snapshot and a route (never the case after admission) it refuses.
-    async fn authenticate(&self, session: &Session, ctx: &mut RequestCtx) -> Option<auth::Denied> {
+    /// Authenticates a request to a protected route; `Some` is the answer to send instead of
+    /// proxying. Fails closed: without a snapshot and a route (never the case after admission)
+    /// it refuses.
+    async fn authenticate(&self, session: &Session, ctx: &mut RequestCtx) -> Option<Answer> {
         let held = ctx.snapshot.clone();
         let (Some(snap), Some(index)) = (held.as_deref(), ctx.route) else {
-            return Some(auth::Denied::internal());
+            return Some(Answer::internal());
         };
         let Some(route) = snap.router.routes().get(index) else {
-            return Some(auth::Denied::internal());
+            return Some(Answer::internal());
         };
-        if route.auth == AuthPolicy::Public {
-            return None;
-        }
         let req = session.req_header();
         let path = ctx.rewritten_path.as_deref().unwrap_or(req.uri.path());
-        let outcome = auth::bearer(snap, route, req, path).await;
+        let outcome = match route.auth {
+            AuthPolicy::Public => return None,
+            AuthPolicy::Bearer => match auth::bearer(snap, route, req, path).await {
+                Ok((identity, token)) => Ok(browser::Passed {
+                    identity,
+                    access_token: route.access_token.is_some().then(|| token.to_owned()),
+                    cookies: Vec::new(),
+                    sid: None,
+                }),
+                Err(denied) => Err(Answer::Json {
+                    denied,
+                    cookies: Vec::new(),
+                    cors: None,
+                }),
+            },
+            AuthPolicy::Session | AuthPolicy::SessionOrBearer => {
+                let base = browser::base_url(snap, req, ctx.trusted);
+                browser::authenticate(
+                    &self.refreshes,
+                    snap,
+                    route,
+                    req,
+                    path,
+                    base.as_deref(),
+                    true,
+                    unix_now(),
+                )
+                .await
+            }
+        };
         auth::count(
             &route.name,
-            outcome.as_ref().map(|_| ()).map_err(|d| d.reason),
+            outcome.as_ref().map(|_| ()).map_err(Answer::reason),
         );
         match outcome {
-            Ok((verified, token)) => {
-                ctx.access_token = route.access_token.is_some().then(|| token.to_owned());
-                ctx.identity = Some(verified);
+            Ok(passed) => {
+                ctx.access_token = passed.access_token;
+                ctx.identity = Some(passed.identity);
+                ctx.set_cookies = passed.cookies;
+                ctx.sid = passed.sid;
                 None
             }
-            Err(denied) => {
-                tracing::info!(route = %route.name, reason = denied.reason, status = denied.status, "request refused");
-                Some(denied)
+            Err(answer) => {
+                tracing::info!(route = %route.name, reason = answer.reason(), "request refused");
+                Some(answer)
             }
         }
     }
@@ -98,6 +136,21 @@ impl ProxyHttp for Gateway {
                 .iter()
                 .any(|n| n.contains(&ip))
         });
+        if let Some(name) = endpoint(&snap.config.server.auth_prefix, session.req_header()) {
+            let req = session.req_header();
+            if let Err(r) = host_of(req, req.raw_path()) {
+                ctx.refusal = Some(r.reason);
+                ctx.snapshot = Some(snap);
+                respond::json_error(session, r.status, r.code, r.message).await?;
+                return Ok(true);
+            }
+            if let Some(h) = req.headers.get(header::HOST).and_then(|h| h.to_str().ok()) {
+                ctx.host = normalise_host(h).chars().take(255).collect();
+            }
+            ctx.snapshot = Some(snap.clone());
+            endpoints::serve(&self.refreshes, session, ctx, &snap, &name).await?;
+            return Ok(true);
+        }
         let req = session.req_header();
         let refusal = match admit(
             &snap.router,
@@ -130,9 +183,9 @@ impl ProxyHttp for Gateway {
             respond::json_error(session, r.status, r.code, r.message).await?;
             return Ok(true);
         }
-        if let Some(denied) = self.authenticate(session, ctx).await {
-            ctx.refusal = Some(denied.reason);
-            respond::auth_error(session, &denied).await?;
+        if let Some(answer) = self.authenticate(session, ctx).await {
+            ctx.refusal = Some(answer.reason());
+            endpoints::write(session, answer).await?;
             return Ok(true);
         }
         if !ctx.websocket && session.req_header().headers.contains_key(header::UPGRADE) {
@@ -231,6 +284,41 @@ impl ProxyHttp for Gateway {
         set_target(req, ctx)
     }
 
+    async fn response_filter(
+        &self,
+        _session: &mut Session,
+        resp: &mut ResponseHeader,
+        ctx: &mut RequestCtx,
+    ) -> Result<()> {
+        if let Some(snap) = &ctx.snapshot
+            && resp.headers.contains_key(header::SET_COOKIE)
+        {
+            // A backend never sets (or clears) the gateway's own cookies.
+            let kept: Vec<HeaderValue> = resp
+                .headers
+                .get_all(header::SET_COOKIE)
+                .iter()
+                .filter(|v| {
+                    let name = v
+                        .to_str()
+                        .ok()
+                        .and_then(|v| v.split_once('='))
+                        .map_or("", |(n, _)| n);
+                    !snap.hygiene.is_gateway_cookie(name)
+                })
+                .cloned()
+                .collect();
+            resp.remove_header(&header::SET_COOKIE);
+            for v in kept {
+                resp.append_header(header::SET_COOKIE, v)?;
+            }
+        }
+        for cookie in ctx.set_cookies.drain(..) {
+            resp.append_header(header::SET_COOKIE, cookie)?;
+        }
+        Ok(())
+    }
+
     async fn fail_to_proxy(
         &self,
         session: &mut Session,
@@ -326,6 +414,20 @@ fn set_identity(req: &mut RequestHeader, ctx: &mut RequestCtx) -> Result<()> {
     let Some(identity) = &ctx.identity else {
         return Error::e_explain(InternalError, "protected route without identity");
     };
+    for (name, value) in identity_headers_for(snap, route, identity, ctx.access_token.take())? {
+        req.insert_header(name, value)?;
+    }
+    Ok(())
+}
+
+/// The identity headers of `identity` on `route`: claims, the access token when the route
+/// passes it on, and the signed assertion when configured.
+pub(crate) fn identity_headers_for(
+    snap: &Snapshot,
+    route: &Route,
+    identity: &Verified,
+    access_token: Option<String>,
+) -> Result<Vec<(HeaderName, HeaderValue)>> {
     let provider = route
         .provider
         .and_then(|i| snap.config.providers.values().nth(i));
@@ -333,10 +435,8 @@ fn set_identity(req: &mut RequestHeader, ctx: &mut RequestCtx) -> Result<()> {
         user: provider.map_or("sub", |p| p.user_claim.as_str()),
         groups: provider.map_or("groups", |p| p.groups_claim.as_str()),
     };
-    for (name, value) in identity_headers(&snap.config.identity, names, &identity.claims) {
-        req.insert_header(name, value)?;
-    }
-    if let (Some(name), Some(token)) = (&route.access_token, ctx.access_token.take()) {
+    let mut out = identity_headers(&snap.config.identity, names, &identity.claims);
+    if let (Some(name), Some(token)) = (&route.access_token, access_token) {
         let value = if *name == header::AUTHORIZATION {
             format!("Bearer {token}")
         } else {
@@ -344,9 +444,9 @@ fn set_identity(req: &mut RequestHeader, ctx: &mut RequestCtx) -> Result<()> {
         };
         let value =
             HeaderValue::from_str(&value).or_err(InternalError, "token as a header value")?;
-        req.insert_header(name.clone(), value)?;
+        out.push((name.clone(), value));
     }
-    Ok(())
+    Ok(out)
 }
 
 /// Sets `X-Forwarded-For/-Proto/-Host`: the client's values are kept only from trusted proxies

@@ -24,21 +24,137 @@ pub async fn json_error(
     Ok(())
 }
 
+/// What goes with a refusal besides its body.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Extras<'a> {
+    /// `Set-Cookie` values.
+    pub cookies: &'a [String],
+    /// The request's `Origin`, when the route allows it to read the answer (CORS).
+    pub cors_origin: Option<&'a str>,
+}
+
+fn add_extras(resp: &mut ResponseHeader, extras: Extras<'_>) -> Result<()> {
+    for cookie in extras.cookies {
+        resp.append_header("set-cookie", cookie.as_str())?;
+    }
+    if let Some(origin) = extras.cors_origin {
+        resp.insert_header("access-control-allow-origin", origin)?;
+        resp.insert_header("access-control-allow-credentials", "true")?;
+        resp.insert_header("access-control-expose-headers", "www-authenticate")?;
+        resp.insert_header("vary", "Origin")?;
+    }
+    Ok(())
+}
+
 /// Writes a refusal of a protected route: JSON, with `WWW-Authenticate` when it has one.
-pub async fn auth_error(session: &mut Session, denied: &super::auth::Denied) -> Result<()> {
+pub async fn auth_error(
+    session: &mut Session,
+    denied: &super::auth::Denied,
+    extras: Extras<'_>,
+) -> Result<()> {
     let body = Bytes::from(
         serde_json::json!({"error": denied.code, "message": denied.description}).to_string(),
     );
-    let mut resp = ResponseHeader::build(denied.status, Some(4))?;
+    let mut resp = ResponseHeader::build(denied.status, Some(8))?;
     resp.insert_header("content-type", "application/json")?;
     resp.insert_header("content-length", body.len().to_string())?;
     resp.insert_header("cache-control", "no-store")?;
     if let Some(challenge) = &denied.challenge {
         resp.insert_header("www-authenticate", challenge.as_str())?;
     }
+    add_extras(&mut resp, extras)?;
     session.write_response_header(Box::new(resp), false).await?;
     session.write_response_body(Some(body), true).await?;
     Ok(())
+}
+
+/// Writes a JSON document (the gateway's own endpoints).
+pub async fn json(
+    session: &mut Session,
+    status: u16,
+    value: &serde_json::Value,
+    extras: Extras<'_>,
+) -> Result<()> {
+    let body = Bytes::from(value.to_string());
+    let mut resp = ResponseHeader::build(status, Some(8))?;
+    resp.insert_header("content-type", "application/json")?;
+    resp.insert_header("content-length", body.len().to_string())?;
+    resp.insert_header("cache-control", "no-store")?;
+    add_extras(&mut resp, extras)?;
+    session.write_response_header(Box::new(resp), false).await?;
+    session.write_response_body(Some(body), true).await?;
+    Ok(())
+}
+
+/// Writes a `302 Found` to `location` with `Set-Cookie` values.
+pub async fn redirect(session: &mut Session, location: &str, cookies: &[String]) -> Result<()> {
+    let mut resp = ResponseHeader::build(302, Some(4 + cookies.len()))?;
+    resp.insert_header("location", location)?;
+    resp.insert_header("content-length", "0")?;
+    resp.insert_header("cache-control", "no-store")?;
+    add_extras(
+        &mut resp,
+        Extras {
+            cookies,
+            cors_origin: None,
+        },
+    )?;
+    session.write_response_header(Box::new(resp), false).await?;
+    session.write_response_body(None, true).await?;
+    Ok(())
+}
+
+/// Writes a small HTML page: `title`, a `message` and, optionally, a form or link (`extra`, HTML
+/// already escaped). Everything in `title` and `message` is escaped here.
+pub async fn html(
+    session: &mut Session,
+    status: u16,
+    title: &str,
+    message: &str,
+    extra: &str,
+    cookies: &[String],
+) -> Result<()> {
+    let page = format!(
+        "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><meta name=\"viewport\" content=\"width=device-width\"><title>{t}</title></head>\n<body style=\"font-family:system-ui,sans-serif;max-width:36rem;margin:4rem auto;padding:0 1rem\"><h1>{t}</h1><p>{m}</p>{extra}</body></html>\n",
+        t = escape_html(title),
+        m = escape_html(message),
+    );
+    let body = Bytes::from(page);
+    let mut resp = ResponseHeader::build(status, Some(8))?;
+    resp.insert_header("content-type", "text/html; charset=utf-8")?;
+    resp.insert_header("content-length", body.len().to_string())?;
+    resp.insert_header("cache-control", "no-store")?;
+    resp.insert_header("x-frame-options", "DENY")?;
+    resp.insert_header(
+        "content-security-policy",
+        "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; frame-ancestors 'none'",
+    )?;
+    add_extras(
+        &mut resp,
+        Extras {
+            cookies,
+            cors_origin: None,
+        },
+    )?;
+    session.write_response_header(Box::new(resp), false).await?;
+    session.write_response_body(Some(body), true).await?;
+    Ok(())
+}
+
+/// Escapes text for HTML content and attribute values.
+pub fn escape_html(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            c => out.push(c),
+        }
+    }
+    out
 }
 
 /// The JSON error for a status the proxy chose after an upstream or protocol failure.

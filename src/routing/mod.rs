@@ -14,8 +14,8 @@ use std::collections::HashMap;
 use http::Method;
 
 pub use path::{NormalPath, PathError, normalise};
-pub use request::{Admission, Refusal, admit};
-pub use route::{AuthPolicy, HostMatch, MethodSet, PathMatch, Route};
+pub use request::{Admission, Refusal, admit, endpoint, host_of};
+pub use route::{AuthPolicy, HostMatch, MethodSet, PathMatch, Route, RouteMode};
 
 /// The compiled route table.
 #[derive(Debug, Default)]
@@ -124,6 +124,8 @@ mod tests {
             auth: AuthPolicy::Public,
             provider: None,
             access_token: None,
+            mode: None,
+            cors_origins: Arc::from(Vec::new()),
             policy: Arc::new(crate::policy::Policy::any_authenticated()),
         }
     }

@@ -108,6 +108,21 @@ pub fn admit<'a>(
     })
 }
 
+/// The host of a request (normalised), with the same checks as [`admit`]: absolute-form target
+/// and `Host` must agree, no user information, one `Host` header.
+pub fn host_of<'a>(req: &'a Parts, raw_target: &'a [u8]) -> Result<Cow<'a, str>, Refusal> {
+    let authority = target_authority(req, raw_target)?;
+    request_host(req, authority)
+}
+
+/// The gateway endpoint a request asks for: its normalised path after `auth_prefix` (`/start`,
+/// `/callback`, …), or `None` when the path is not under the prefix (or is malformed, which
+/// [`admit`] then refuses).
+pub fn endpoint(auth_prefix: &str, req: &Parts) -> Option<String> {
+    let normal = normalise(req.uri.path()).ok()?;
+    under(&normal.path, auth_prefix).then(|| normal.path[auth_prefix.len()..].to_owned())
+}
+
 /// Whether `path` is `prefix` or lies under it.
 fn under(path: &str, prefix: &str) -> bool {
     path.starts_with(prefix)
@@ -192,6 +207,8 @@ mod tests {
             auth: AuthPolicy::Public,
             provider: None,
             access_token: None,
+            mode: None,
+            cors_origins: Arc::from(Vec::new()),
             policy: Arc::new(crate::policy::Policy::any_authenticated()),
         };
         Router::new(vec![

@@ -170,6 +170,20 @@ pub struct Route {
     pub access_token: Option<http::HeaderName>,
     /// Who may pass, once authenticated.
     pub policy: Arc<crate::policy::Policy>,
+    /// How an unauthenticated request is answered, when the route forces it (`mode`);
+    /// `None`: by navigation detection.
+    pub mode: Option<RouteMode>,
+    /// Origins (`scheme://host[:port]`, lower-case) allowed to read refusals cross-origin.
+    pub cors_origins: Arc<[String]>,
+}
+
+/// A route's forced answer to unauthenticated requests.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RouteMode {
+    /// Always 401 JSON.
+    Api,
+    /// Always a redirect to sign-in (GET/HEAD; other methods still get 401).
+    Browser,
 }
 
 impl Route {

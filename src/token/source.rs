@@ -214,8 +214,8 @@ impl KeySource {
             self.metadata.store(Arc::new(metadata.clone()));
         }
         let Some(jwks_uri) = metadata.jwks_uri.clone() else {
-            // Introspection-only providers have no key set.
-            return if metadata.introspection_endpoint.is_some() {
+            // Introspection-only and plain OAuth 2.0 providers have no key set.
+            return if metadata.introspection_endpoint.is_some() || self.id.issuer.is_none() {
                 Ok((0, None))
             } else {
                 Err("no jwks_uri configured or discovered".into())

@@ -132,12 +132,25 @@ fn cases() -> Vec<Case> {
         "{SERVER}{UPSTREAMS}routes:\n  - {{name: s, match: {{path_prefix: /s}}, upstream: app, auth: session}}\n  - {{name: b, match: {{path_prefix: /b}}, upstream: app, auth: bearer}}\n  - {{name: sb, match: {{path_prefix: /sb}}, upstream: app, auth: session_or_bearer}}\n"
     );
     cases.push(Case {
-        name: "session and session_or_bearer not available yet; bearer needs a provider (all reported)",
+        name: "session routes need `sessions:` and every protected route a provider (all reported)",
         expect: vec![
-            expect("not available yet", line_of(&yaml, "auth: session}"), None),
-            expect("a protected route needs `provider`", line_of(&yaml, "auth: bearer}"), None),
             expect(
-                "not available yet",
+                "need a `sessions:` section",
+                line_of(&yaml, "auth: session}"),
+                None,
+            ),
+            expect(
+                "a protected route needs `provider`",
+                line_of(&yaml, "auth: session}"),
+                None,
+            ),
+            expect(
+                "a protected route needs `provider`",
+                line_of(&yaml, "auth: bearer}"),
+                None,
+            ),
+            expect(
+                "need a `sessions:` section",
                 line_of(&yaml, "auth: session_or_bearer}"),
                 None,
             ),

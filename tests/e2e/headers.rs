@@ -280,6 +280,7 @@ async fn header_hygiene_trusted_peer() {
     let backend = EchoBackend::start("app").await;
     let options = ServerOptions {
         trusted_proxies: vec!["127.0.0.0/8".to_string()],
+        ..ServerOptions::default()
     };
     let gateway = Gateway::start_with(options, &config(&backend)).await;
     let failures = run_table(&gateway, TRUSTED).await;

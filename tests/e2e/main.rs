@@ -13,5 +13,6 @@ mod paths;
 mod protocols;
 mod reload;
 mod routing;
+mod session;
 mod support;
 mod upstream;

@@ -21,6 +21,9 @@ const READY_TIMEOUT: Duration = Duration::from_secs(20);
 pub struct ServerOptions {
     /// `server.trusted_proxies`.
     pub trusted_proxies: Vec<String>,
+    /// The public listener; `None`: a free port on 127.0.0.1. Set it when the address must be
+    /// known before the gateway starts (a provider's redirect URI names it).
+    pub listen: Option<SocketAddr>,
 }
 
 /// A running gateway; killed (SIGTERM, then SIGKILL) when dropped.
@@ -55,7 +58,9 @@ impl Gateway {
 
     fn spawn_with(options: ServerOptions, rest: &str) -> Self {
         let dir = tempfile::tempdir().expect("creating a temporary directory must work");
-        let listen = SocketAddr::from(([127, 0, 0, 1], free_port()));
+        let listen = options
+            .listen
+            .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], free_port())));
         let admin = SocketAddr::from(([127, 0, 0, 1], free_port()));
         let trusted = options
             .trusted_proxies

@@ -1,0 +1,451 @@
+//! Session routes as the proxy runs them: read the session cookie, refresh it when its access
+//! token is about to expire, apply the route's `allow` rules — or answer an unauthenticated
+//! request with a redirect to sign-in (browser navigation) or a 401 (everything else).
+//!
+//! Decides only; `proxy` writes the answers through `respond`.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use http::request::Parts;
+use http::{Method, header};
+use serde_json::Value;
+
+use super::auth::{self, Denied};
+use crate::config::SessionsConfig;
+use crate::metrics;
+use crate::policy::{RequestFacts, Verdict};
+use crate::routing::{AuthPolicy, Route, RouteMode};
+use crate::session::{Cookies, SessionData};
+use crate::signin::refresh::Refreshes;
+use crate::signin::{FlowError, SignInProvider};
+use crate::snapshot::Snapshot;
+use crate::token::{Verified, extract_bearer};
+use crate::web::navigation::is_navigation;
+use crate::web::return_to::{HostRule, safe_return_url};
+
+/// How the gateway answers instead of proxying.
+#[derive(Debug)]
+pub enum Answer {
+    /// A JSON refusal (401/403/503), readable cross-origin by `cors` when set.
+    Json {
+        /// The refusal.
+        denied: Denied,
+        /// `Set-Cookie` values (clearing a dead session).
+        cookies: Vec<String>,
+        /// The allowed origin to echo.
+        cors: Option<String>,
+    },
+    /// A redirect (to the provider's sign-in page, or back to the app).
+    Redirect {
+        /// `Location`.
+        location: String,
+        /// `Set-Cookie` values.
+        cookies: Vec<String>,
+    },
+    /// A JSON document (`/userinfo`).
+    Document {
+        /// The document.
+        body: Value,
+    },
+    /// Forward-auth's yes: 200 with the identity headers.
+    Allowed {
+        /// Identity headers.
+        headers: Vec<(http::HeaderName, http::HeaderValue)>,
+        /// `Set-Cookie` values (a refreshed session).
+        cookies: Vec<String>,
+    },
+    /// An HTML page for a person.
+    Html {
+        /// Status.
+        status: u16,
+        /// Page title.
+        title: &'static str,
+        /// Text.
+        message: String,
+        /// Extra HTML (a link or form), already escaped.
+        extra: String,
+        /// `Set-Cookie` values.
+        cookies: Vec<String>,
+        /// Bounded label for metrics and logs.
+        reason: &'static str,
+    },
+}
+
+impl Answer {
+    /// The bounded reason label.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            Answer::Json { denied, .. } => denied.reason,
+            Answer::Redirect { .. } => "sign_in",
+            Answer::Document { .. } | Answer::Allowed { .. } => "ok",
+            Answer::Html { reason, .. } => reason,
+        }
+    }
+
+    /// An internal inconsistency, answered 500.
+    pub fn internal() -> Self {
+        Answer::Json {
+            denied: Denied::internal(),
+            cookies: Vec::new(),
+            cors: None,
+        }
+    }
+}
+
+/// A request that passed.
+#[derive(Debug)]
+pub struct Passed {
+    /// Who.
+    pub identity: Arc<Verified>,
+    /// The access token, for routes that pass it on.
+    pub access_token: Option<String>,
+    /// `Set-Cookie` values for the response (a refreshed or touched session).
+    pub cookies: Vec<String>,
+    /// The session id, when a session authenticated the request.
+    pub sid: Option<String>,
+}
+
+/// The origin the browser used to reach the gateway (`scheme://host[:port]`): `public_url`'s
+/// when configured, else from the request's `Host` (and `X-Forwarded-Proto` from a trusted
+/// proxy).
+pub fn base_url(snap: &Snapshot, req: &Parts, trusted: bool) -> Option<String> {
+    if let Some(public) = &snap.config.server.public_url {
+        return Some(public.origin().ascii_serialization());
+    }
+    let host = req
+        .uri
+        .authority()
+        .map(|a| a.as_str())
+        .or_else(|| req.headers.get(header::HOST).and_then(|h| h.to_str().ok()))?;
+    let plausible = !host.is_empty()
+        && host.len() <= 255
+        && host
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-.:[]".contains(&b));
+    if !plausible {
+        return None;
+    }
+    let scheme = trusted
+        .then(|| req.headers.get("x-forwarded-proto"))
+        .flatten()
+        .and_then(|v| v.to_str().ok())
+        .filter(|p| *p == "https" || *p == "http")
+        .unwrap_or("http");
+    Some(format!("{scheme}://{host}"))
+}
+
+/// The callback URL registered at providers.
+pub fn redirect_uri(snap: &Snapshot, base: &str) -> String {
+    format!("{base}{}/callback", snap.config.server.auth_prefix)
+}
+
+/// The allowlist of return hosts.
+pub fn host_rules(sessions: &SessionsConfig) -> Vec<HostRule> {
+    sessions
+        .allowed_redirect_hosts
+        .iter()
+        .map(|(h, suffix)| {
+            if *suffix {
+                HostRule::Suffix(h.clone())
+            } else {
+                HostRule::Exact(h.clone())
+            }
+        })
+        .collect()
+}
+
+/// `rd` if it is a safe return URL, else `/`.
+pub fn checked_return(sessions: &SessionsConfig, rd: Option<&str>) -> String {
+    rd.and_then(|rd| safe_return_url(rd, &host_rules(sessions)))
+        .unwrap_or_else(|| "/".into())
+}
+
+/// The request's `Origin` if `route` lets it read refusals.
+fn cors_origin(route: &Route, req: &Parts) -> Option<String> {
+    let origin = req.headers.get(header::ORIGIN)?.to_str().ok()?;
+    let lower = origin.to_ascii_lowercase();
+    route
+        .cors_origins
+        .contains(&lower)
+        .then(|| origin.to_owned())
+}
+
+/// Whether an unauthenticated request to `route` should be sent to sign in.
+fn wants_redirect(route: &Route, req: &Parts) -> bool {
+    match route.mode {
+        Some(RouteMode::Api) => false,
+        Some(RouteMode::Browser) => req.method == Method::GET || req.method == Method::HEAD,
+        None => is_navigation(&req.method, &req.headers),
+    }
+}
+
+fn session_live(s: &SessionData, cfg: &SessionsConfig, now: u64) -> bool {
+    s.created + cfg.lifetime.as_secs() > now
+        && s.seen + cfg.idle_timeout.as_secs() > now
+        && s.created <= now + 60
+}
+
+/// How stale `seen` may get before the cookie is rewritten: an eighth of the idle timeout, so
+/// the idle timeout is enforced within 12.5% without a `Set-Cookie` on every response.
+fn touch_interval(cfg: &SessionsConfig) -> u64 {
+    (cfg.idle_timeout / 8).max(Duration::from_secs(1)).as_secs()
+}
+
+/// Starts a sign-in with `provider` towards `rd`: the pending sign-in's cookie (dropping the
+/// oldest beyond `max_pending_sign_ins`) and the redirect to the provider.
+pub fn begin_sign_in(
+    snap: &Snapshot,
+    provider: &SignInProvider,
+    req: &Parts,
+    base: &str,
+    rd: String,
+    mut cookies: Vec<String>,
+    now: u64,
+) -> Answer {
+    let (Some(store), Some(sessions)) = (&snap.cookies, &snap.config.sessions) else {
+        return Answer::internal();
+    };
+    let mut pending = store.pending(&req.headers);
+    pending.sort_by_key(|(_, p)| p.as_ref().map_or(0, |p| p.created));
+    let keep = sessions.max_pending_sign_ins.saturating_sub(1);
+    let unreadable = pending.iter().filter(|(_, p)| p.is_none()).count();
+    let excess = pending.len().saturating_sub(keep).max(unreadable);
+    for (name, _) in pending.iter().take(excess) {
+        cookies.push(store.clear_named(name));
+    }
+    let sign_in = provider.begin(rd, now);
+    let url = match provider.authorize_url(&redirect_uri(snap, base), &sign_in) {
+        Ok(url) => url,
+        Err(e) => {
+            tracing::warn!(provider = %provider.name, error = %e, "cannot start a sign-in");
+            return Answer::Html {
+                status: 503,
+                title: "Sign-in unavailable",
+                message:
+                    "The sign-in service cannot be reached right now. Please try again in a moment."
+                        .into(),
+                extra: String::new(),
+                cookies,
+                reason: "provider_unavailable",
+            };
+        }
+    };
+    match store.write_pending(&sign_in) {
+        Some(c) => cookies.push(c),
+        None => return Answer::internal(),
+    }
+    Answer::Redirect {
+        location: url.into(),
+        cookies,
+    }
+}
+
+/// The answer to an unauthenticated request to `route`.
+fn unauthenticated(
+    snap: &Snapshot,
+    route: &Route,
+    req: &Parts,
+    base: Option<&str>,
+    cookies: Vec<String>,
+    now: u64,
+) -> Answer {
+    let provider = route.provider.and_then(|i| snap.sign_in(i));
+    if let (true, Some(provider), Some(base)) = (wants_redirect(route, req), provider, base) {
+        let rd = match req.uri.path_and_query() {
+            Some(pq) => pq.as_str().to_owned(),
+            None => "/".to_owned(),
+        };
+        let rd = snap
+            .config
+            .sessions
+            .as_ref()
+            .map_or_else(|| "/".into(), |s| checked_return(s, Some(&rd)));
+        return begin_sign_in(snap, provider, req, base, rd, cookies, now);
+    }
+    let challenge = (route.auth == AuthPolicy::SessionOrBearer)
+        .then(|| format!("Bearer realm=\"{}\"", auth::REALM));
+    Answer::Json {
+        denied: Denied {
+            status: 401,
+            code: "unauthorized",
+            description: "sign-in required",
+            challenge,
+            reason: "no_session",
+        },
+        cookies,
+        cors: cors_origin(route, req),
+    }
+}
+
+/// Authenticates a request to a `session` or `session_or_bearer` route. `path` is the normalised
+/// path; `base` the browser-facing origin (for redirects); `redirects` false for forward-auth,
+/// which answers 401 where a navigation would be redirected.
+#[allow(clippy::too_many_arguments)]
+pub async fn authenticate(
+    refreshes: &Refreshes,
+    snap: &Snapshot,
+    route: &Route,
+    req: &Parts,
+    path: &str,
+    base: Option<&str>,
+    redirects: bool,
+    now: u64,
+) -> Result<Passed, Answer> {
+    if route.auth == AuthPolicy::SessionOrBearer
+        && !matches!(extract_bearer(&req.headers, req.uri.query()), Ok(None))
+    {
+        let cors = cors_origin(route, req);
+        return match auth::bearer(snap, route, req, path).await {
+            Ok((identity, token)) => Ok(Passed {
+                identity,
+                access_token: route.access_token.is_some().then(|| token.to_owned()),
+                cookies: Vec::new(),
+                sid: None,
+            }),
+            Err(denied) => Err(Answer::Json {
+                denied,
+                cookies: Vec::new(),
+                cors,
+            }),
+        };
+    }
+    let (Some(store), Some(sessions), Some(index)) =
+        (&snap.cookies, &snap.config.sessions, route.provider)
+    else {
+        return Err(Answer::internal());
+    };
+    let Some(provider) = snap.sign_in(index) else {
+        return Err(Answer::internal());
+    };
+    let unauthenticated = |cookies: Vec<String>| {
+        if redirects {
+            unauthenticated(snap, route, req, base, cookies, now)
+        } else {
+            let mut answer = unauthenticated(snap, route, req, None, cookies, now);
+            if let Answer::Json { cors, .. } = &mut answer {
+                *cors = None;
+            }
+            answer
+        }
+    };
+    let read = store.read(&req.headers);
+    let live = read
+        .session
+        .filter(|s| s.provider == *provider.name && session_live(s, sessions, now));
+    let Some(mut session) = live else {
+        if let Some(problem) = read.problem {
+            tracing::info!(route = %route.name, problem, "session cookie refused");
+        }
+        return Err(unauthenticated(store.clear(read.present)));
+    };
+    let mut dirty = false;
+    let refresh_due = session.refresh_token.is_some()
+        && session
+            .access_expires
+            .is_some_and(|exp| exp <= now + sessions.refresh_before.as_secs());
+    if refresh_due {
+        match refreshes
+            .run(&session, provider.refresh(&session, now))
+            .await
+        {
+            Ok(renewed) => {
+                metrics::SESSION_REFRESHES
+                    .with_label_values(&[&provider.name, "success"])
+                    .inc();
+                session = (*renewed).clone();
+                dirty = true;
+            }
+            Err(e @ (FlowError::Unavailable(_) | FlowError::NoEndpoints)) => {
+                // Provider down: the session goes on with what it has (the contract's "existing
+                // sessions keep working"); a later request tries again.
+                metrics::SESSION_REFRESHES
+                    .with_label_values(&[&provider.name, e.reason()])
+                    .inc();
+                tracing::warn!(route = %route.name, error = %e, "session refresh failed; keeping the session");
+            }
+            Err(e) => {
+                metrics::SESSION_REFRESHES
+                    .with_label_values(&[&provider.name, e.reason()])
+                    .inc();
+                tracing::info!(route = %route.name, error = %e, "session refresh refused; signing out");
+                return Err(unauthenticated(store.clear(read.present)));
+            }
+        }
+    }
+    if now.saturating_sub(session.seen) >= touch_interval(sessions) {
+        session.seen = now;
+        dirty = true;
+    }
+    let cookies = if dirty {
+        write_session(store, &mut session, read.present, now)
+    } else {
+        Vec::new()
+    };
+    let claims = Arc::new(session.claims.clone());
+    let facts = RequestFacts {
+        method: &req.method,
+        path,
+    };
+    if let Verdict::Deny(denial) = route.policy.evaluate(&facts, &claims) {
+        let reason = denial.reason.as_str();
+        if redirects && is_navigation(&req.method, &req.headers) {
+            return Err(Answer::Html {
+                status: 403,
+                title: "Access denied",
+                message: "You are signed in, but not allowed to open this page.".into(),
+                extra: String::new(),
+                cookies,
+                reason,
+            });
+        }
+        return Err(Answer::Json {
+            denied: Denied {
+                status: 403,
+                code: "forbidden",
+                description: "access to this resource is not allowed",
+                challenge: None,
+                reason,
+            },
+            cookies,
+            cors: cors_origin(route, req),
+        });
+    }
+    let expires_at = session
+        .access_expires
+        .unwrap_or(session.created + sessions.lifetime.as_secs());
+    Ok(Passed {
+        identity: Arc::new(Verified {
+            claims,
+            expires_at,
+            introspected: false,
+        }),
+        access_token: if route.access_token.is_some() {
+            session.access_token.take()
+        } else {
+            None
+        },
+        cookies,
+        sid: Some(session.sid),
+    })
+}
+
+/// The `Set-Cookie` values storing `session`; a session too large for the cookies loses its ID
+/// token (used only as a logout hint) rather than failing.
+pub fn write_session(
+    store: &Cookies,
+    session: &mut SessionData,
+    present: u8,
+    now: u64,
+) -> Vec<String> {
+    match store.write(session, present, now) {
+        Ok(c) => c,
+        Err(_) => {
+            session.id_token = None;
+            store.write(session, present, now).unwrap_or_else(|e| {
+                tracing::warn!(error = %e, "session too large for cookies; use the Redis store");
+                store.clear(present)
+            })
+        }
+    }
+}

@@ -8,6 +8,7 @@ use std::sync::Arc;
 
 use arc_swap::ArcSwap;
 
+use crate::assertion::{AssertionSettings, AssertionSigner};
 use crate::config::Config;
 use crate::identity::Hygiene;
 use crate::routing::Router;
@@ -41,6 +42,8 @@ pub struct Snapshot {
     pub sign_in: Vec<Option<SignInProvider>>,
     /// The session cookies, when `sessions:` is configured.
     pub cookies: Option<Cookies>,
+    /// The identity assertion signer, when `identity.assertion` is configured.
+    pub assertion: Option<AssertionSigner>,
 }
 
 impl Snapshot {
@@ -92,6 +95,20 @@ impl Snapshot {
             .map_or("portcullis", |s| s.cookie_name.as_str());
         let hygiene = Hygiene::new(config.identity.header_names(), cookie_base);
         let cookies = config.sessions.as_ref().map(Cookies::new);
+        // Keys derived from the session secret: every instance sharing it signs and publishes
+        // the same keys. Without sessions, each process has its own random keys.
+        let assertion = config.identity.assertion.as_ref().map(|_| {
+            let issuer = config.server.public_url.as_ref().map_or_else(
+                || "portcullis".to_owned(),
+                |u| u.origin().ascii_serialization(),
+            );
+            let secret = config
+                .sessions
+                .as_ref()
+                .and_then(|s| s.keys.first())
+                .map(Vec::as_slice);
+            AssertionSigner::new(secret, AssertionSettings::new(issuer))
+        });
         Self {
             router,
             pools,
@@ -100,13 +117,18 @@ impl Snapshot {
             token_cache: TokenCache::new(TOKEN_CACHE_ENTRIES),
             sign_in,
             cookies,
+            assertion,
             config,
         }
     }
 
-    /// The public keys of the identity assertion, as a JWKS document.
-    pub fn jwks(&self, _now: u64) -> serde_json::Value {
-        serde_json::json!({"keys": []})
+    /// The public keys of the identity assertion, as a JWKS document (no keys when assertions
+    /// are not configured).
+    pub fn jwks(&self, now: u64) -> bytes::Bytes {
+        match &self.assertion {
+            Some(signer) => signer.jwks(now),
+            None => bytes::Bytes::from_static(br#"{"keys":[]}"#),
+        }
     }
 
     /// The sign-in rules of provider `index`.

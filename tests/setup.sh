@@ -9,14 +9,37 @@ portcullis_setup() {
   command -v cc >/dev/null 2>&1 || need+=(build-essential)
   command -v python3 >/dev/null 2>&1 || need+=(python3) # the demo's sample legacy app
   command -v curl >/dev/null 2>&1 || need+=(curl)
+  # The browser tests drive headless Chromium through chromedriver (WebDriver).
+  command -v chromium >/dev/null 2>&1 || need+=(chromium)
+  command -v chromedriver >/dev/null 2>&1 || need+=(chromium-driver)
+  # The forward-auth test puts nginx (Debian's `nginx` has the auth_request module) in front.
+  command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || need+=(nginx)
   if ((${#need[@]})); then
     local sudo=""
     [ "$(id -u)" -ne 0 ] && sudo=sudo
     echo "setup: installing ${need[*]}" >&2
     $sudo env DEBIAN_FRONTEND=noninteractive apt-get update -qq
-    $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null
+    _portcullis_no_service_starts $sudo env DEBIAN_FRONTEND=noninteractive \
+      apt-get install -y -qq "${need[@]}" >/dev/null
   fi
   portcullis_setup_idp
+}
+
+# Runs "$@" with services kept from starting (the tests start their own nginx on loopback ports,
+# never the system one on port 80): a policy-rc.d that refuses every start while it runs, unless
+# the machine already has one.
+_portcullis_no_service_starts() {
+  local policy=/usr/sbin/policy-rc.d sudo="" rc=0
+  [ "$(id -u)" -ne 0 ] && sudo=sudo
+  if [ -e "$policy" ]; then
+    "$@"
+    return
+  fi
+  printf '#!/bin/sh\nexit 101\n' | $sudo tee "$policy" >/dev/null
+  $sudo chmod 755 "$policy"
+  "$@" || rc=$?
+  $sudo rm -f "$policy"
+  return "$rc"
 }
 
 # The end-to-end tests' OpenID Provider (tests/idp: panva's oidc-provider on Node.js) needs its npm

@@ -345,29 +345,28 @@ pub async fn authenticate(
             .access_expires
             .is_some_and(|exp| exp <= now + sessions.refresh_before.as_secs());
     if refresh_due {
-        match refreshes
-            .run(&session, provider.refresh(&session, now))
-            .await
-        {
+        // Counted inside the shared refresh: once per call to the provider, not per waiter.
+        let refresh = async {
+            let outcome = provider.refresh(&session, now).await;
+            let result = outcome
+                .as_ref()
+                .map_or_else(FlowError::reason, |_| "success");
+            metrics::SESSION_REFRESHES
+                .with_label_values(&[&provider.name, result])
+                .inc();
+            outcome
+        };
+        match refreshes.run(&session, refresh).await {
             Ok(renewed) => {
-                metrics::SESSION_REFRESHES
-                    .with_label_values(&[&provider.name, "success"])
-                    .inc();
                 session = (*renewed).clone();
                 dirty = true;
             }
             Err(e @ (FlowError::Unavailable(_) | FlowError::NoEndpoints)) => {
                 // Provider down: the session goes on with what it has (the contract's "existing
                 // sessions keep working"); a later request tries again.
-                metrics::SESSION_REFRESHES
-                    .with_label_values(&[&provider.name, e.reason()])
-                    .inc();
                 tracing::warn!(route = %route.name, error = %e, "session refresh failed; keeping the session");
             }
             Err(e) => {
-                metrics::SESSION_REFRESHES
-                    .with_label_values(&[&provider.name, e.reason()])
-                    .inc();
                 tracing::info!(route = %route.name, error = %e, "session refresh refused; signing out");
                 return Err(unauthenticated(store.clear(read.present)));
             }

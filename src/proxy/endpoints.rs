@@ -56,8 +56,9 @@ pub async fn serve(
         return Ok(());
     }
     if label == "jwks" {
-        let keys = snap.jwks(unix_now());
-        return respond::json(session, 200, &keys, Extras::default()).await;
+        // Apps may cache the key set for five minutes: the next key is published a whole
+        // rotation period before it signs.
+        return respond::json_bytes(session, snap.jwks(unix_now()), 300).await;
     }
     let (Some(_), Some(_)) = (&snap.cookies, &snap.config.sessions) else {
         ctx.refusal = Some("no_sessions");
@@ -575,7 +576,13 @@ async fn forward_auth(
         }
     };
     auth::count(&route.name, Ok(()));
-    match super::identity_headers_for(snap, route, &passed.identity, passed.access_token) {
+    match super::identity_headers_for(
+        snap,
+        route,
+        &passed.identity,
+        passed.access_token,
+        passed.sid,
+    ) {
         Ok(headers) => Answer::Allowed {
             headers,
             cookies: passed.cookies,

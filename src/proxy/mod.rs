@@ -414,7 +414,9 @@ fn set_identity(req: &mut RequestHeader, ctx: &mut RequestCtx) -> Result<()> {
     let Some(identity) = &ctx.identity else {
         return Error::e_explain(InternalError, "protected route without identity");
     };
-    for (name, value) in identity_headers_for(snap, route, identity, ctx.access_token.take())? {
+    let sid = ctx.sid.take();
+    for (name, value) in identity_headers_for(snap, route, identity, ctx.access_token.take(), sid)?
+    {
         req.insert_header(name, value)?;
     }
     Ok(())
@@ -427,6 +429,7 @@ pub(crate) fn identity_headers_for(
     route: &Route,
     identity: &Verified,
     access_token: Option<String>,
+    sid: Option<String>,
 ) -> Result<Vec<(HeaderName, HeaderValue)>> {
     let provider = route
         .provider
@@ -446,7 +449,43 @@ pub(crate) fn identity_headers_for(
             HeaderValue::from_str(&value).or_err(InternalError, "token as a header value")?;
         out.push((name.clone(), value));
     }
+    if let (Some(name), Some(signer)) = (&snap.config.identity.assertion, &snap.assertion) {
+        let audience = snap
+            .pools
+            .get(route.upstream)
+            .map_or("", |p| &*p.config.name);
+        let claims = assertion_claims(&identity.claims, names);
+        let key = sid.as_deref().unwrap_or("").as_bytes();
+        match signer.sign_cached(key, audience, &claims, unix_now()) {
+            Ok(token) => {
+                let value = HeaderValue::from_str(&token)
+                    .or_err(InternalError, "assertion as a header value")?;
+                out.push((name.clone(), value));
+            }
+            Err(e) => return Error::e_explain(InternalError, format!("assertion: {e}")),
+        }
+    }
     Ok(out)
+}
+
+/// The identity claims an assertion carries: the user (as `sub`), email, names and groups.
+fn assertion_claims(
+    claims: &serde_json::Map<String, serde_json::Value>,
+    names: ClaimNames<'_>,
+) -> serde_json::Map<String, serde_json::Value> {
+    let mut out = serde_json::Map::new();
+    if let Some(user) = crate::policy::lookup_claim(claims, names.user) {
+        out.insert("sub".into(), user.clone());
+    }
+    for name in ["email", "email_verified", "name", "preferred_username"] {
+        if let Some(v) = claims.get(name) {
+            out.insert(name.into(), v.clone());
+        }
+    }
+    if let Some(groups) = crate::policy::lookup_claim(claims, names.groups) {
+        out.insert("groups".into(), groups.clone());
+    }
+    out
 }
 
 /// Sets `X-Forwarded-For/-Proto/-Host`: the client's values are kept only from trusted proxies

@@ -68,6 +68,17 @@ pub async fn auth_error(
     Ok(())
 }
 
+/// Writes a JSON document already serialised, cacheable for `max_age` seconds (`/jwks.json`).
+pub async fn json_bytes(session: &mut Session, body: Bytes, max_age: u32) -> Result<()> {
+    let mut resp = ResponseHeader::build(200, Some(3))?;
+    resp.insert_header("content-type", "application/json")?;
+    resp.insert_header("content-length", body.len().to_string())?;
+    resp.insert_header("cache-control", format!("public, max-age={max_age}"))?;
+    session.write_response_header(Box::new(resp), false).await?;
+    session.write_response_body(Some(body), true).await?;
+    Ok(())
+}
+
 /// Writes a JSON document (the gateway's own endpoints).
 pub async fn json(
     session: &mut Session,

@@ -6,6 +6,7 @@
 //! path normalisation, header hygiene, metrics and reload.
 
 mod bearer;
+mod browser_smoke;
 mod config_errors;
 mod headers;
 mod idp_smoke;

@@ -4,12 +4,13 @@
 //! identity headers. The same flows in a real browser are in `session::browser`.
 
 mod flow;
+mod lifecycle;
 
 use std::net::SocketAddr;
 
 use base64::Engine;
 
-use crate::support::idp::{GATEWAY, GATEWAY_SECRET, Idp, IdpOptions};
+use crate::support::idp::{GATEWAY, GATEWAY_SECRET, Idp, IdpBrowser, IdpOptions};
 use crate::support::raw::{raw_request, request};
 use crate::support::{EchoBackend, Gateway, RawResponse, ServerOptions, free_port};
 
@@ -221,6 +222,17 @@ impl Stack {
     /// Signs `login` in through the provider from a navigation to `path`: returns the jar with
     /// the session and the callback's response (a redirect back to `path`).
     pub async fn sign_in(&self, login: &str, path: &str) -> (Jar, RawResponse) {
+        self.sign_in_with(&mut IdpBrowser::default(), login, path)
+            .await
+    }
+
+    /// [`Stack::sign_in`] keeping the provider's own session in `provider_browser`.
+    pub async fn sign_in_with(
+        &self,
+        provider_browser: &mut IdpBrowser,
+        login: &str,
+        path: &str,
+    ) -> (Jar, RawResponse) {
         let mut jar = Jar::default();
         let start = self.get(&mut jar, path, NAVIGATION).await;
         assert_eq!(start.status, 302, "navigation to {path}: {}", start.text());
@@ -229,7 +241,10 @@ impl Stack {
             to_provider.starts_with(self.idp.issuer()),
             "redirected to {to_provider}"
         );
-        let back = self.idp.sign_in(&to_provider, login).await;
+        let back = self
+            .idp
+            .sign_in_with(provider_browser, &to_provider, login)
+            .await;
         let done = self.get(&mut jar, &back, NAVIGATION).await;
         (jar, done)
     }

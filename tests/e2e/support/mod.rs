@@ -1,6 +1,7 @@
 //! Shared machinery of the end-to-end tests: an echo backend, the gateway process, a raw HTTP/1.1
 //! client for requests an HTTP library would rewrite, and small polling helpers.
 
+pub mod browser;
 pub mod echo;
 pub mod gateway;
 pub mod idp;

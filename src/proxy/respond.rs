@@ -138,7 +138,7 @@ pub async fn html(
     resp.insert_header("x-frame-options", "DENY")?;
     resp.insert_header(
         "content-security-policy",
-        "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; frame-ancestors 'none'",
+        "default-src 'none'; style-src 'unsafe-inline'; frame-ancestors 'none'",
     )?;
     add_extras(
         &mut resp,

@@ -3,7 +3,9 @@
 //! (`Idp::sign_in`), the callback sets the sealed session cookies, the backend gets the
 //! identity headers. The same flows in a real browser are in `session::browser`.
 
+mod browser;
 mod flow;
+mod forward_auth;
 mod lifecycle;
 
 use std::net::SocketAddr;
@@ -13,6 +15,10 @@ use base64::Engine;
 use crate::support::idp::{GATEWAY, GATEWAY_SECRET, Idp, IdpBrowser, IdpOptions};
 use crate::support::raw::{raw_request, request};
 use crate::support::{EchoBackend, Gateway, RawResponse, ServerOptions, free_port};
+
+/// The gateway's host name in browser tests (Chromium resolves `*.localhost` to loopback and
+/// keeps `Secure` cookies over plain HTTP there).
+pub const BROWSER_HOST: &str = "app.localhost";
 
 /// Headers of a browser's top-level navigation.
 pub const NAVIGATION: &[(&str, &str)] = &[
@@ -160,10 +166,17 @@ impl Stack {
         routes: &str,
     ) -> Self {
         let listen = SocketAddr::from(([127, 0, 0, 1], free_port()));
-        options.redirect_uris = vec![format!("http://{listen}/oauth2/callback")];
-        options
-            .post_logout_redirect_uris
-            .push(format!("http://{listen}/"));
+        // 127.0.0.1 for HTTP-level tests; app.localhost for the browser, so that its cookies
+        // for the gateway and for the provider (on 127.0.0.1) are kept apart.
+        let port = listen.port();
+        options.redirect_uris.extend([
+            format!("http://{listen}/oauth2/callback"),
+            format!("http://{BROWSER_HOST}:{port}/oauth2/callback"),
+        ]);
+        options.post_logout_redirect_uris.extend([
+            format!("http://{listen}/"),
+            format!("http://{BROWSER_HOST}:{port}/"),
+        ]);
         let idp = Idp::start(options).await;
         let backend = EchoBackend::start("app").await;
         let gateway = Gateway::start_with(
@@ -179,6 +192,11 @@ impl Stack {
             backend,
             gateway,
         }
+    }
+
+    /// `http://app.localhost:<port><path>`: the gateway as the browser tests reach it.
+    pub fn browser_url(&self, path: &str) -> String {
+        format!("http://{BROWSER_HOST}:{}{path}", self.gateway.addr().port())
     }
 
     /// `GET target` (path or absolute URL on the gateway) with `jar`'s cookies and `headers`;

@@ -1,0 +1,204 @@
+//! Forward-auth (`/oauth2/auth`) behind a real nginx `auth_request`: nginx asks the gateway about
+//! each request, passes the identity headers it answers to the app, and sends a 401 to sign-in.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use super::BROWSER_HOST;
+use crate::support::browser::Browser;
+use crate::support::gateway::stop_child;
+use crate::support::idp::{Idp, IdpOptions};
+use crate::support::raw::{raw_request, request};
+use crate::support::{EchoBackend, Gateway, ServerOptions, free_port};
+
+/// Debian's nginx (outside non-root PATHs).
+fn nginx_binary() -> PathBuf {
+    ["/usr/sbin/nginx", "/usr/local/sbin/nginx"]
+        .iter()
+        .map(PathBuf::from)
+        .find(|p| p.exists())
+        .unwrap_or_else(|| PathBuf::from("nginx"))
+}
+
+/// An nginx in front of `app`, asking `gateway` about every request.
+struct Nginx {
+    child: Child,
+    addr: SocketAddr,
+    _dir: tempfile::TempDir,
+}
+
+impl Nginx {
+    async fn start(port: u16, gateway: SocketAddr, app: SocketAddr) -> Self {
+        let dir = tempfile::tempdir().expect("a temporary directory");
+        let addr = SocketAddr::from(([127, 0, 0, 1], port));
+        let d = dir.path().display();
+        let conf = format!(
+            r#"daemon off;
+worker_processes 1;
+pid {d}/nginx.pid;
+error_log {d}/error.log info;
+events {{ worker_connections 64; }}
+http {{
+  access_log off;
+  client_body_temp_path {d}/body; proxy_temp_path {d}/proxy; fastcgi_temp_path {d}/fastcgi;
+  uwsgi_temp_path {d}/uwsgi; scgi_temp_path {d}/scgi;
+  server {{
+    listen {addr};
+    location = /oauth2/auth {{
+      internal;
+      proxy_pass http://{gateway};
+      proxy_pass_request_body off;
+      proxy_set_header Content-Length "";
+      proxy_set_header Host $http_host;
+      proxy_set_header X-Original-URI $request_uri;
+      proxy_set_header X-Forwarded-Host $http_host;
+      proxy_set_header X-Forwarded-Method $request_method;
+    }}
+    location /oauth2/ {{
+      proxy_pass http://{gateway};
+      proxy_set_header Host $http_host;
+    }}
+    location / {{
+      auth_request /oauth2/auth;
+      auth_request_set $user $upstream_http_x_forwarded_user;
+      auth_request_set $email $upstream_http_x_forwarded_email;
+      auth_request_set $cookie $upstream_http_set_cookie;
+      proxy_set_header X-Forwarded-User $user;
+      proxy_set_header X-Forwarded-Email $email;
+      add_header Set-Cookie $cookie;
+      proxy_pass http://{app};
+      error_page 401 = @signin;
+    }}
+    location @signin {{
+      return 302 /oauth2/start?rd=$request_uri;
+    }}
+  }}
+}}
+"#
+        );
+        let path = dir.path().join("nginx.conf");
+        std::fs::write(&path, conf).expect("writing nginx.conf");
+        let child = Command::new(nginx_binary())
+            .arg("-p")
+            .arg(dir.path())
+            .arg("-c")
+            .arg(&path)
+            .arg("-e")
+            .arg(dir.path().join("error.log"))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("nginx runs (tests/setup.sh installs it)");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while tokio::net::TcpStream::connect(addr).await.is_err() {
+            assert!(
+                Instant::now() < deadline,
+                "nginx did not listen on {addr}: {}",
+                read(&dir.path().join("error.log"))
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        Self {
+            child,
+            addr,
+            _dir: dir,
+        }
+    }
+}
+
+fn read(path: &Path) -> String {
+    std::fs::read_to_string(path).unwrap_or_default()
+}
+
+impl Drop for Nginx {
+    fn drop(&mut self) {
+        stop_child(&mut self.child);
+    }
+}
+
+/// The session route the forward-auth questions are judged by.
+const ROUTES: &str = "  - name: app
+    match: {path_prefix: /}
+    upstream: app
+    auth: session
+    provider: corp
+    allow:
+      - {email_domain: corp.example}
+";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nginx_auth_request_signs_in_and_passes_the_identity() {
+    let app = EchoBackend::start("behind-nginx").await;
+    let unused = EchoBackend::start("gateway-upstream").await;
+    let nginx_port = free_port();
+    let origin = format!("{BROWSER_HOST}:{nginx_port}");
+    let idp = Idp::start(IdpOptions {
+        redirect_uris: vec![format!("http://{origin}/oauth2/callback")],
+        ..IdpOptions::default()
+    })
+    .await;
+    let gateway = Gateway::start_with(
+        ServerOptions {
+            trusted_proxies: vec!["127.0.0.1/32".into()],
+            ..ServerOptions::default()
+        },
+        &super::config(idp.issuer(), &unused, 7, "", ROUTES),
+    )
+    .await;
+    let nginx = Nginx::start(nginx_port, gateway.addr(), app.addr()).await;
+
+    // Unauthenticated: nginx turns the gateway's 401 into the sign-in redirect; a spoofed
+    // identity header never reaches the app.
+    let r = raw_request(
+        nginx.addr,
+        &request(
+            "GET",
+            "/page?x=1",
+            Some(&origin),
+            &[("X-Forwarded-User", "mallory")],
+        ),
+    )
+    .await;
+    assert_eq!(r.status, 302, "{}", r.text());
+    assert!(
+        r.header("location")
+            .is_some_and(|l| l.ends_with("/oauth2/start?rd=/page?x=1")),
+        "{:?}",
+        r.header("location")
+    );
+    assert_eq!(app.count(), 0);
+
+    // A real browser through nginx: sign in, land on the page, the app sees who.
+    let browser = Browser::start().await;
+    let page = format!("http://{origin}/page?x=1");
+    browser.goto(&page).await;
+    let at = browser.current_url().await;
+    assert!(at.starts_with(idp.issuer()), "{at}");
+    browser.submit_idp_login("alice").await;
+    browser
+        .wait_for_url_prefix(&page, Duration::from_secs(15))
+        .await;
+    let seen = app.seen();
+    let last = seen.last().expect("the app got the request");
+    assert_eq!(last.values("x-forwarded-user"), vec!["alice"]);
+    assert_eq!(last.values("x-forwarded-email"), vec!["alice@corp.example"]);
+    browser.close().await;
+    assert_eq!(unused.count(), 0, "nginx, not the gateway, proxies the app");
+
+    // The gateway believes X-Original-URI only from trusted proxies.
+    let untrusted = Gateway::start(&super::config(idp.issuer(), &unused, 7, "", ROUTES)).await;
+    let direct = raw_request(
+        untrusted.addr(),
+        &request(
+            "GET",
+            "/oauth2/auth",
+            Some("app.test"),
+            &[("X-Original-URI", "/page")],
+        ),
+    )
+    .await;
+    assert_eq!(direct.status, 400, "{}", direct.text());
+}

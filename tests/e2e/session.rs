@@ -7,6 +7,7 @@ mod browser;
 mod flow;
 mod forward_auth;
 mod lifecycle;
+mod plain_oauth;
 
 use std::net::SocketAddr;
 

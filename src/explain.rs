@@ -63,7 +63,15 @@ pub fn explain(snap: Snapshot, method: &str, url: &str, headers: &[String]) -> E
             println!("auth:      {:?}", route.auth);
             if route.auth != AuthPolicy::Public {
                 let path = a.rewritten_path.as_deref().unwrap_or(parts.uri.path());
-                if !explain_bearer(&snap, route, &parts, path) {
+                let bearer = route.auth == AuthPolicy::Bearer
+                    || (route.auth == AuthPolicy::SessionOrBearer
+                        && !matches!(extract_bearer(&parts.headers, parts.uri.query()), Ok(None)));
+                let passed = if bearer {
+                    explain_bearer(&snap, route, &parts, path)
+                } else {
+                    explain_session(&snap, route, &parts, path)
+                };
+                if !passed {
                     println!("verdict:   refused");
                     return ExitCode::FAILURE;
                 }
@@ -145,14 +153,91 @@ fn explain_bearer(
         "token:     valid ({via}), expires at {}",
         verified.expires_at
     );
+    explain_rules(route, parts, path, &verified.claims)
+}
+
+/// Opens the request's session cookie with the configured secrets and prints what it holds
+/// (never its tokens), then each `allow` entry. Returns whether the request would pass.
+fn explain_session(
+    snap: &Snapshot,
+    route: &Route,
+    parts: &http::request::Parts,
+    path: &str,
+) -> bool {
+    let (Some(store), Some(sessions)) = (&snap.cookies, &snap.config.sessions) else {
+        println!("session:   no `sessions:` configured");
+        return false;
+    };
+    let read = store.read(&parts.headers);
+    let Some(session) = read.session else {
+        match read.problem {
+            Some(problem) => {
+                println!("session:   the cookie does not open ({problem}): sign-in again")
+            }
+            None => println!(
+                "session:   none (`{}` cookie absent): sign-in",
+                store.name()
+            ),
+        }
+        return false;
+    };
+    let now = portcullis::token::unix_now();
+    let expires = session.created + sessions.lifetime.as_secs();
+    let idle_until = session.seen + sessions.idle_timeout.as_secs();
+    println!(
+        "session:   provider `{}`, user {}, signed in at {}, ends at {} (idle limit {})",
+        session.provider,
+        session
+            .claims
+            .get("sub")
+            .map_or_else(|| "?".to_string(), |v| v.to_string()),
+        session.created,
+        expires,
+        idle_until
+    );
+    println!(
+        "tokens:    access token {} (expires {:?}), refresh token {}",
+        if session.access_token.is_some() {
+            "held"
+        } else {
+            "none"
+        },
+        session.access_expires,
+        if session.refresh_token.is_some() {
+            "held"
+        } else {
+            "none"
+        },
+    );
+    let provider = route
+        .provider
+        .and_then(|i| snap.config.providers.keys().nth(i));
+    if provider.map(String::as_str) != Some(session.provider.as_str()) {
+        println!("session:   made by another provider than the route's: sign-in again");
+        return false;
+    }
+    if expires <= now || idle_until <= now {
+        println!("session:   over (lifetime or idle timeout): sign-in again");
+        return false;
+    }
+    explain_rules(route, parts, path, &session.claims)
+}
+
+/// Prints each `allow` entry's verdict and returns whether the rules allow the request.
+fn explain_rules(
+    route: &Route,
+    parts: &http::request::Parts,
+    path: &str,
+    claims: &serde_json::Map<String, serde_json::Value>,
+) -> bool {
     let facts = RequestFacts {
         method: &parts.method,
         path,
     };
-    for report in route.policy.explain(&facts, &verified.claims) {
+    for report in route.policy.explain(&facts, claims) {
         println!("allow:     {report:?}");
     }
-    match route.policy.evaluate(&facts, &verified.claims) {
+    match route.policy.evaluate(&facts, claims) {
         Verdict::Allow { entry } => {
             println!("rules:     allowed (entry {entry:?})");
             true

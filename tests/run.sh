@@ -12,7 +12,7 @@ cargo build --bin portcullis
 # The examples reference secrets by ${env:...}; give them throwaway values to check the rest.
 for f in config/*.yaml; do
   PORTCULLIS_SESSION_SECRET="$(head -c 32 /dev/urandom | base64)" \
-  CORP_CLIENT_SECRET=example GITHUB_CLIENT_SECRET=example \
+  CORP_CLIENT_SECRET=example GITHUB_CLIENT_SECRET=example DEMO_CLIENT_SECRET=example \
     ./target/debug/portcullis check --config "$f"
 done
 if cargo nextest --version >/dev/null 2>&1; then

@@ -369,3 +369,44 @@ async fn damaged_cookies_mean_sign_in_again_never_an_error() {
     assert_eq!(opened.status, 200, "{}", opened.text());
     assert_eq!(stack.backend.count(), 0);
 }
+
+/// Runs `portcullis explain --config F GET url --header 'Cookie: …'`: exit code and output.
+fn explain(config: &std::path::Path, url: &str, cookie: &str) -> (i32, String) {
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_portcullis"))
+        .args(["explain", "--config"])
+        .arg(config)
+        .args(["GET", url, "--header"])
+        .arg(format!("Cookie: {cookie}"))
+        .env_remove("RUST_LOG")
+        .output()
+        .expect("running portcullis explain must work");
+    (
+        output.status.code().unwrap_or(-1),
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        ),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn explain_opens_the_session_cookie_without_showing_its_tokens() {
+    let stack = Stack::start(IdpOptions::default(), "", APP_ROUTE).await;
+    let (jar, _) = stack.sign_in("alice", "/").await;
+    let config = stack.gateway.config_path();
+    let (code, out) = explain(&config, "http://app.test/orders", &jar.header());
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("provider `corp`, user \"alice\""), "{out}");
+    assert!(out.contains("verdict:   proxied"), "{out}");
+    let session = jar.get("__Host-portcullis").expect("a session");
+    assert!(
+        !out.contains(&session[2..40]),
+        "the cookie is not echoed: {out}"
+    );
+    let mut damaged = jar.clone();
+    damaged.set("__Host-portcullis", "1.garbage");
+    let (code, out) = explain(&config, "http://app.test/orders", &damaged.header());
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("does not open"), "{out}");
+}

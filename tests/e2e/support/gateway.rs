@@ -127,6 +127,11 @@ impl Gateway {
         }
     }
 
+    /// The config file's path.
+    pub fn config_path(&self) -> PathBuf {
+        self.config_path.clone()
+    }
+
     /// The public listener.
     pub fn addr(&self) -> SocketAddr {
         self.listen

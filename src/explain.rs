@@ -168,7 +168,34 @@ fn explain_session(
         println!("session:   no `sessions:` configured");
         return false;
     };
-    let read = store.read(&parts.headers);
+    let mut read = store.read(&parts.headers);
+    if let (Some(ticket), Some(redis)) = (&read.ticket, snap.store.as_ref().and_then(|s| s.redis()))
+    {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build();
+        let found = match runtime {
+            Ok(r) => r.block_on(redis.get(ticket)),
+            Err(e) => {
+                eprintln!("cannot start a runtime: {e}");
+                return false;
+            }
+        };
+        match found {
+            Ok(Some(s)) => {
+                println!("store:     the cookie holds a ticket; the session is in Redis");
+                read.session = Some(s);
+            }
+            Ok(None) => {
+                println!("session:   the ticket's session has ended in Redis: sign-in again");
+                return false;
+            }
+            Err(e) => {
+                println!("session:   {e} (503)");
+                return false;
+            }
+        }
+    }
     let Some(session) = read.session else {
         match read.problem {
             Some(problem) => {

@@ -238,9 +238,13 @@ fn run(path: &Path, upgrade: bool, daemon: bool) -> ExitCode {
     admin_service.add_tcp(&admin.to_string());
     let reloader = background_service(
         "reload",
-        Reloader::new(path.to_path_buf(), state, keys.clone()),
+        Reloader::new(path.to_path_buf(), state.clone(), keys.clone()),
     );
     server.add_service(background_service("keys", KeyRefresher::new(keys)));
+    server.add_service(background_service(
+        "session-store",
+        portcullis::proxy::keys::StoreHealth::new(state.clone()),
+    ));
 
     server.add_service(admin_service);
     server.add_service(reloader);

@@ -180,6 +180,47 @@ pub static SESSION_REFRESHES: LazyLock<IntCounterVec> = LazyLock::new(|| {
     )
 });
 
+/// Whether the Redis session store answers (1) or not (0); absent with the cookie store.
+pub static STORE_UP: LazyLock<IntGauge> = LazyLock::new(|| {
+    register(
+        IntGauge::new(
+            "portcullis_session_store_up",
+            "Whether the Redis session store answered the last call (1) or not (0).",
+        )
+        .expect("static metric definition"),
+    )
+});
+
+/// Redis session store call latency, by operation.
+pub static STORE_LATENCY: LazyLock<HistogramVec> = LazyLock::new(|| {
+    let opts = HistogramOpts::new(
+        "portcullis_session_store_latency_seconds",
+        "Redis session store call latency, by operation (get, put, delete, index, lock, ping).",
+    )
+    .buckets(vec![
+        0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0,
+    ]);
+    register(HistogramVec::new(opts, &["op"]).expect("static metric definition"))
+});
+
+/// Redis session store failures, by operation and kind.
+pub static STORE_ERRORS: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    counter(
+        "portcullis_session_store_errors_total",
+        "Redis session store failures, by operation and kind (connection, timeout, server).",
+        &["op", "kind"],
+    )
+});
+
+/// Back-channel logout requests, by result.
+pub static BACKCHANNEL_LOGOUTS: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    counter(
+        "portcullis_backchannel_logouts_total",
+        "OIDC back-channel logout requests, by result (success or the refusal reason).",
+        &["result"],
+    )
+});
+
 /// Registers every metric, so `/metrics` lists them before the first request.
 pub fn init() {
     LazyLock::force(&REQUESTS);
@@ -198,6 +239,7 @@ pub fn init() {
     LazyLock::force(&JWKS_REFRESHES);
     LazyLock::force(&SIGN_INS);
     LazyLock::force(&SESSION_REFRESHES);
+    LazyLock::force(&BACKCHANNEL_LOGOUTS);
     for result in ["success", "failure"] {
         RELOADS.with_label_values(&[result]);
     }

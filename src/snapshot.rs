@@ -13,6 +13,7 @@ use crate::config::Config;
 use crate::identity::Hygiene;
 use crate::routing::Router;
 use crate::session::Cookies;
+use crate::session::store::Store;
 use crate::signin::SignInProvider;
 use crate::token::cache::TokenCache;
 use crate::token::{KeyRegistry, SourceId, TokenProvider, TokenSettings};
@@ -42,6 +43,8 @@ pub struct Snapshot {
     pub sign_in: Vec<Option<SignInProvider>>,
     /// The session cookies, when `sessions:` is configured.
     pub cookies: Option<Cookies>,
+    /// Where sessions live, when `sessions:` is configured.
+    pub store: Option<Store>,
     /// The identity assertion signer, when `identity.assertion` is configured.
     pub assertion: Option<AssertionSigner>,
 }
@@ -95,6 +98,7 @@ impl Snapshot {
             .map_or("portcullis", |s| s.cookie_name.as_str());
         let hygiene = Hygiene::new(config.identity.header_names(), cookie_base);
         let cookies = config.sessions.as_ref().map(Cookies::new);
+        let store = config.sessions.as_ref().map(Store::for_config);
         // Keys derived from the session secret: every instance sharing it signs and publishes
         // the same keys. Without sessions, each process has its own random keys.
         let assertion = config.identity.assertion.as_ref().map(|_| {
@@ -117,6 +121,7 @@ impl Snapshot {
             token_cache: TokenCache::new(TOKEN_CACHE_ENTRIES),
             sign_in,
             cookies,
+            store,
             assertion,
             config,
         }

@@ -14,6 +14,10 @@ portcullis_setup() {
   command -v chromedriver >/dev/null 2>&1 || need+=(chromium-driver)
   # The forward-auth test puts nginx (Debian's `nginx` has the auth_request module) in front.
   command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || need+=(nginx)
+  # The Redis store's tests start their own servers, sentinels and clusters on loopback ports.
+  command -v redis-server >/dev/null 2>&1 || need+=(redis-server)
+  command -v redis-cli >/dev/null 2>&1 || need+=(redis-tools)
+  command -v openssl >/dev/null 2>&1 || need+=(openssl)
   if ((${#need[@]})); then
     local sudo=""
     [ "$(id -u)" -ne 0 ] && sudo=sudo

@@ -234,12 +234,50 @@ pub enum SessionStoreFile {
     Redis,
 }
 
-/// `sessions.redis:`
+/// `sessions.redis:` one of `url` (a single server), `sentinel` or `cluster`.
 #[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RedisFile {
-    /// `redis://` or `rediss://` URL; a password in it may use `${env:NAME}`.
-    pub url: String,
+    /// A single server: `redis://host:port[/db]`, or `rediss://` for TLS. A password in it may use
+    /// `${env:NAME}`; prefer `password`.
+    #[serde(default)]
+    pub url: Option<String>,
+    /// Redis Sentinel: the master's name and the sentinels' URLs.
+    #[serde(default)]
+    pub sentinel: Option<SentinelFile>,
+    /// Redis Cluster: some of the nodes' URLs (the rest is discovered).
+    #[serde(default)]
+    pub cluster: Option<ClusterFile>,
+    /// ACL user name (`AUTH user password`). Optional.
+    #[serde(default)]
+    pub username: Option<String>,
+    /// Password (`AUTH`); `${env:NAME}` or `${file:PATH}` recommended.
+    #[serde(default)]
+    pub password: Option<String>,
+    /// Limit of every Redis call, connection included. Defaults to `500ms`.
+    #[serde(default)]
+    pub timeout: Option<String>,
+    /// Prefix of every key the gateway writes. Defaults to `portcullis:`.
+    #[serde(default)]
+    pub key_prefix: Option<String>,
+}
+
+/// `sessions.redis.sentinel:`
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SentinelFile {
+    /// The monitored master's name.
+    pub master: String,
+    /// Sentinel URLs, `redis://host:26379` (`rediss://` for TLS).
+    pub nodes: Vec<String>,
+}
+
+/// `sessions.redis.cluster:`
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ClusterFile {
+    /// Node URLs, `redis://host:6379` (`rediss://` for TLS).
+    pub nodes: Vec<String>,
 }
 
 /// `upstreams.<name>:`

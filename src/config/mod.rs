@@ -153,8 +153,8 @@ pub struct SessionsConfig {
     pub idle_timeout: Duration,
     /// Base cookie name.
     pub cookie_name: String,
-    /// Redis URL (may hold a password).
-    pub redis_url: Option<Secret>,
+    /// The Redis store, for `store: redis`.
+    pub redis: Option<RedisConfig>,
     /// Hosts a return URL may name: (`*.`-less lower-case name, is a suffix rule).
     pub allowed_redirect_hosts: Vec<(String, bool)>,
     /// Most sign-ins in flight per browser.
@@ -173,13 +173,44 @@ impl fmt::Debug for SessionsConfig {
             .field("lifetime", &self.lifetime)
             .field("idle_timeout", &self.idle_timeout)
             .field("cookie_name", &self.cookie_name)
-            .field("redis_url", &self.redis_url)
+            .field("redis", &self.redis)
             .field("allowed_redirect_hosts", &self.allowed_redirect_hosts)
             .field("max_pending_sign_ins", &self.max_pending_sign_ins)
             .field("refresh_before", &self.refresh_before)
             .field("secure_cookies", &self.secure_cookies)
             .finish()
     }
+}
+
+/// Where the Redis store is.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum RedisTopology {
+    /// One server.
+    Standalone(Secret),
+    /// Sentinel: master name and sentinel URLs.
+    Sentinel {
+        /// Master name.
+        master: String,
+        /// Sentinel URLs.
+        nodes: Vec<Secret>,
+    },
+    /// Cluster node URLs.
+    Cluster(Vec<Secret>),
+}
+
+/// `sessions.redis:`
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct RedisConfig {
+    /// Servers.
+    pub topology: RedisTopology,
+    /// ACL user.
+    pub username: Option<String>,
+    /// Password.
+    pub password: Option<Secret>,
+    /// Limit of every call.
+    pub timeout: Duration,
+    /// Key prefix.
+    pub key_prefix: String,
 }
 
 /// `upstreams.<name>:`

@@ -7,7 +7,7 @@
 use std::fmt;
 
 /// A secret value. `Debug` and `Display` print `[redacted]`.
-#[derive(Clone, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq, Hash)]
 pub struct Secret(String);
 
 impl Secret {

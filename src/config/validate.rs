@@ -15,8 +15,8 @@ use url::Url;
 use super::file::{self, FileConfig};
 use super::secret::{self, Secret};
 use super::{
-    Config, IdentityConfig, ProviderConfig, ServerConfig, SessionStore, SessionsConfig,
-    TokenEndpointAuth, UpstreamConfig,
+    Config, IdentityConfig, ProviderConfig, RedisConfig, RedisTopology, ServerConfig, SessionStore,
+    SessionsConfig, TokenEndpointAuth, UpstreamConfig,
 };
 use crate::routing::{AuthPolicy, HostMatch, MethodSet, PathMatch, Route, RouteMode, normalise};
 
@@ -403,22 +403,17 @@ impl Validator {
             file::SessionStoreFile::Cookie => SessionStore::Cookie,
             file::SessionStoreFile::Redis => SessionStore::Redis,
         };
-        let redis_url = match (&s.redis, store) {
-            (Some(r), _) => self.secret("sessions.redis.url", &r.url),
+        let redis = match (&s.redis, store) {
+            (Some(r), _) => self.redis(r),
             (None, SessionStore::Redis) => {
-                self.err("sessions.redis", "`store: redis` needs `redis: {url: ...}`");
+                self.err(
+                    "sessions.redis",
+                    "`store: redis` needs `redis: {url: ...}` (or `sentinel:` / `cluster:`)",
+                );
                 None
             }
             (None, SessionStore::Cookie) => None,
         };
-        if let Some(url) = &redis_url
-            && !(url.expose().starts_with("redis://") || url.expose().starts_with("rediss://"))
-        {
-            self.err(
-                "sessions.redis.url",
-                "must start with redis:// or rediss://",
-            );
-        }
         let cookie_name = s.cookie_name.clone().unwrap_or_else(|| "portcullis".into());
         if cookie_name.is_empty()
             || !cookie_name
@@ -479,11 +474,101 @@ impl Validator {
             lifetime,
             idle_timeout,
             cookie_name,
-            redis_url,
+            redis,
             allowed_redirect_hosts,
             max_pending_sign_ins,
             refresh_before,
             secure_cookies: !s.dev_insecure_cookies,
+        })
+    }
+
+    fn redis_url(&mut self, path: &str, raw: &str) -> Option<Secret> {
+        let url = self.secret(path, raw)?;
+        match Url::parse(url.expose()) {
+            Ok(u) if matches!(u.scheme(), "redis" | "rediss") && u.host().is_some() => Some(url),
+            _ => {
+                self.err(
+                    path,
+                    "must be a redis://host:port or rediss://host:port URL",
+                );
+                None
+            }
+        }
+    }
+
+    fn redis(&mut self, r: &file::RedisFile) -> Option<RedisConfig> {
+        let base = "sessions.redis";
+        let given = [r.url.is_some(), r.sentinel.is_some(), r.cluster.is_some()];
+        if given.iter().filter(|g| **g).count() != 1 {
+            self.err(base, "give exactly one of `url`, `sentinel` or `cluster`");
+            return None;
+        }
+        let topology = if let Some(url) = &r.url {
+            RedisTopology::Standalone(self.redis_url(&format!("{base}.url"), url)?)
+        } else if let Some(s) = &r.sentinel {
+            if s.master.is_empty() {
+                self.err(format!("{base}.sentinel.master"), "must not be empty");
+            }
+            if s.nodes.is_empty() {
+                self.err(
+                    format!("{base}.sentinel.nodes"),
+                    "at least one sentinel is needed",
+                );
+            }
+            let nodes: Vec<Secret> = s
+                .nodes
+                .iter()
+                .enumerate()
+                .filter_map(|(i, n)| self.redis_url(&format!("{base}.sentinel.nodes[{i}]"), n))
+                .collect();
+            RedisTopology::Sentinel {
+                master: s.master.clone(),
+                nodes,
+            }
+        } else {
+            let c = r.cluster.as_ref()?;
+            if c.nodes.is_empty() {
+                self.err(
+                    format!("{base}.cluster.nodes"),
+                    "at least one node is needed",
+                );
+            }
+            RedisTopology::Cluster(
+                c.nodes
+                    .iter()
+                    .enumerate()
+                    .filter_map(|(i, n)| self.redis_url(&format!("{base}.cluster.nodes[{i}]"), n))
+                    .collect(),
+            )
+        };
+        let password = r
+            .password
+            .as_deref()
+            .and_then(|p| self.secret(&format!("{base}.password"), p));
+        let timeout = self.duration(
+            &format!("{base}.timeout"),
+            r.timeout.as_deref(),
+            Duration::from_millis(500),
+        );
+        if timeout > Duration::from_secs(10) {
+            self.err(
+                format!("{base}.timeout"),
+                "at most 10s: session routes wait this long when Redis is down",
+            );
+        }
+        let key_prefix = r.key_prefix.clone().unwrap_or_else(|| "portcullis:".into());
+        if key_prefix.is_empty() || key_prefix.contains(['{', '}', ' ']) {
+            self.err(
+                format!("{base}.key_prefix"),
+                "must not be empty or contain `{`, `}` or spaces",
+            );
+        }
+        Some(RedisConfig {
+            topology,
+            username: r.username.clone(),
+            password,
+            timeout,
+            key_prefix,
         })
     }
 

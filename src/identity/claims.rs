@@ -50,6 +50,18 @@ fn header_value(value: &Value) -> Option<HeaderValue> {
     HeaderValue::from_str(&text).ok()
 }
 
+/// The `iss` claim of a compact JWS, read without verifying it: only to choose which
+/// provider's keys will verify the token.
+pub fn unverified_issuer(token: &str) -> Option<String> {
+    use base64::Engine;
+    let payload = token.split('.').nth(1)?;
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(payload)
+        .ok()?;
+    let claims: Map<String, Value> = serde_json::from_slice(&bytes).ok()?;
+    claims.get("iss")?.as_str().map(str::to_owned)
+}
+
 /// The identity headers for `claims` under `config`.
 pub fn identity_headers(
     config: &IdentityConfig,

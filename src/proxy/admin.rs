@@ -49,7 +49,18 @@ impl ServeHttp for Admin {
                     .filter(|p| p.settings.source.state() == KeyState::Missing)
                     .map(|p| &*p.settings.name)
                     .collect();
-                if missing.is_empty() {
+                let store_down = snap
+                    .store
+                    .as_ref()
+                    .and_then(|s| s.redis())
+                    .is_some_and(|r| !r.is_up());
+                if store_down {
+                    reply(
+                        503,
+                        text,
+                        b"not ready: the Redis session store does not answer\n".to_vec(),
+                    )
+                } else if missing.is_empty() {
                     reply(200, text, b"ready\n".to_vec())
                 } else {
                     let body = format!(

@@ -16,7 +16,10 @@ use crate::config::SessionsConfig;
 use crate::metrics;
 use crate::policy::{RequestFacts, Verdict};
 use crate::routing::{AuthPolicy, Route, RouteMode};
-use crate::session::{Cookies, SessionData};
+use crate::session::redis::StoreError;
+use crate::session::revoked;
+use crate::session::store::{Store, remaining};
+use crate::session::{SessionData, Ticket};
 use crate::signin::refresh::Refreshes;
 use crate::signin::{FlowError, SignInProvider};
 use crate::snapshot::Snapshot;
@@ -310,56 +313,56 @@ pub async fn authenticate(
             }),
         };
     }
-    let (Some(store), Some(sessions), Some(index)) =
-        (&snap.cookies, &snap.config.sessions, route.provider)
-    else {
+    let (Some(cookies), Some(store), Some(sessions), Some(index)) = (
+        &snap.cookies,
+        &snap.store,
+        &snap.config.sessions,
+        route.provider,
+    ) else {
         return Err(Answer::internal());
     };
     let Some(provider) = snap.sign_in(index) else {
         return Err(Answer::internal());
     };
-    let unauthenticated = |cookies: Vec<String>| {
+    let unauthenticated = |set_cookies: Vec<String>| {
         if redirects {
-            unauthenticated(snap, route, req, base, cookies, now)
+            unauthenticated(snap, route, req, base, set_cookies, now)
         } else {
-            let mut answer = unauthenticated(snap, route, req, None, cookies, now);
+            let mut answer = unauthenticated(snap, route, req, None, set_cookies, now);
             if let Answer::Json { cors, .. } = &mut answer {
                 *cors = None;
             }
             answer
         }
     };
-    let read = store.read(&req.headers);
-    let live = read
-        .session
-        .filter(|s| s.provider == *provider.name && session_live(s, sessions, now));
+    let loaded = store
+        .load(cookies, &req.headers)
+        .await
+        .map_err(|e| store_unavailable(route, req, redirects, &e))?;
+    let live = loaded.session.filter(|s| {
+        s.provider == *provider.name
+            && session_live(s, sessions, now)
+            && !revoked::is_revoked(s, now)
+    });
     let Some(mut session) = live else {
-        if let Some(problem) = read.problem {
+        if let Some(problem) = loaded.problem {
             tracing::info!(route = %route.name, problem, "session cookie refused");
         }
-        return Err(unauthenticated(store.clear(read.present)));
+        return Err(unauthenticated(cookies.clear(loaded.present)));
     };
+    let ticket = loaded.ticket;
     let mut dirty = false;
     let refresh_due = session.refresh_token.is_some()
         && session
             .access_expires
             .is_some_and(|exp| exp <= now + sessions.refresh_before.as_secs());
     if refresh_due {
-        // Counted inside the shared refresh: once per call to the provider, not per waiter.
-        let refresh = async {
-            let outcome = provider.refresh(&session, now).await;
-            let result = outcome
-                .as_ref()
-                .map_or_else(FlowError::reason, |_| "success");
-            metrics::SESSION_REFRESHES
-                .with_label_values(&[&provider.name, result])
-                .inc();
-            outcome
-        };
+        let refresh = refresh_once(store, ticket.as_ref(), provider, &session, sessions, now);
         match refreshes.run(&session, refresh).await {
             Ok(renewed) => {
                 session = (*renewed).clone();
-                dirty = true;
+                // A refresh through Redis is already stored.
+                dirty = ticket.is_none();
             }
             Err(e @ (FlowError::Unavailable(_) | FlowError::NoEndpoints)) => {
                 // Provider down: the session goes on with what it has (the contract's "existing
@@ -368,7 +371,10 @@ pub async fn authenticate(
             }
             Err(e) => {
                 tracing::info!(route = %route.name, error = %e, "session refresh refused; signing out");
-                return Err(unauthenticated(store.clear(read.present)));
+                if let Err(e) = store.end(ticket.as_ref()).await {
+                    tracing::warn!(error = %e, "could not delete the ended session");
+                }
+                return Err(unauthenticated(cookies.clear(loaded.present)));
             }
         }
     }
@@ -376,8 +382,18 @@ pub async fn authenticate(
         session.seen = now;
         dirty = true;
     }
-    let cookies = if dirty {
-        write_session(store, &mut session, read.present, now)
+    let set_cookies = if dirty {
+        store
+            .save(
+                cookies,
+                sessions,
+                &mut session,
+                ticket.as_ref(),
+                loaded.present,
+                now,
+            )
+            .await
+            .map_err(|e| store_unavailable(route, req, redirects, &e))?
     } else {
         Vec::new()
     };
@@ -394,7 +410,7 @@ pub async fn authenticate(
                 title: "Access denied",
                 message: "You are signed in, but not allowed to open this page.".into(),
                 extra: String::new(),
-                cookies,
+                cookies: set_cookies,
                 reason,
             });
         }
@@ -406,7 +422,7 @@ pub async fn authenticate(
                 challenge: None,
                 reason,
             },
-            cookies,
+            cookies: set_cookies,
             cors: cors_origin(route, req),
         });
     }
@@ -424,27 +440,96 @@ pub async fn authenticate(
         } else {
             None
         },
-        cookies,
+        cookies: set_cookies,
         sid: Some(session.sid),
     })
 }
 
-/// The `Set-Cookie` values storing `session`; a session too large for the cookies loses its ID
-/// token (used only as a logout hint) rather than failing.
-pub fn write_session(
-    store: &Cookies,
-    session: &mut SessionData,
-    present: u8,
+/// The answer when the session store cannot be reached: 503, quickly (every Redis call is
+/// bounded by its timeout).
+pub fn store_unavailable(route: &Route, req: &Parts, redirects: bool, e: &StoreError) -> Answer {
+    tracing::warn!(route = %route.name, error = %e, "session store unavailable");
+    if redirects && is_navigation(&req.method, &req.headers) {
+        return Answer::Html {
+            status: 503,
+            title: "Temporarily unavailable",
+            message: "Sessions cannot be read right now. Please try again in a moment.".into(),
+            extra: String::new(),
+            cookies: Vec::new(),
+            reason: "store_unavailable",
+        };
+    }
+    Answer::Json {
+        denied: Denied {
+            status: 503,
+            code: "temporarily_unavailable",
+            description: "the session store is unavailable",
+            challenge: None,
+            reason: "store_unavailable",
+        },
+        cookies: Vec::new(),
+        cors: cors_origin(route, req),
+    }
+}
+
+/// One refresh of `session` at the provider, counted once. With the Redis store it is also
+/// coordinated across instances: the instance that takes the session's lock refreshes and
+/// stores the result; the others wait for it (at most the lock's lifetime) and use it, so a
+/// refresh token is never spent twice.
+async fn refresh_once(
+    store: &Store,
+    ticket: Option<&Ticket>,
+    provider: &SignInProvider,
+    session: &SessionData,
+    sessions: &SessionsConfig,
     now: u64,
-) -> Vec<String> {
-    match store.write(session, present, now) {
-        Ok(c) => c,
-        Err(_) => {
-            session.id_token = None;
-            store.write(session, present, now).unwrap_or_else(|e| {
-                tracing::warn!(error = %e, "session too large for cookies; use the Redis store");
-                store.clear(present)
-            })
+) -> Result<SessionData, FlowError> {
+    let at_provider = || async {
+        let outcome = provider.refresh(session, now).await;
+        let result = outcome
+            .as_ref()
+            .map_or_else(FlowError::reason, |_| "success");
+        metrics::SESSION_REFRESHES
+            .with_label_values(&[&provider.name, result])
+            .inc();
+        outcome
+    };
+    let (Some(redis), Some(ticket)) = (store.redis(), ticket) else {
+        return at_provider().await;
+    };
+    let unavailable = |e: StoreError| FlowError::Unavailable(e.to_string());
+    let token = crate::session::random_token(16);
+    if redis.lock(&ticket.id, &token).await.map_err(unavailable)? {
+        // Another instance may have refreshed between our read and the lock.
+        let current = redis.get(ticket).await.map_err(unavailable)?;
+        let outcome = match current {
+            Some(stored) if stored.access_expires != session.access_expires => Ok(stored),
+            Some(_) => match at_provider().await {
+                Ok(renewed) => redis
+                    .put(ticket, &renewed, remaining(&renewed, sessions, now))
+                    .await
+                    .map(|()| renewed)
+                    .map_err(unavailable),
+                Err(e) => Err(e),
+            },
+            None => Err(FlowError::Refused("the session ended".into())),
+        };
+        if let Err(e) = redis.unlock(&ticket.id, &token).await {
+            tracing::debug!(error = %e, "refresh lock not released; it expires by itself");
+        }
+        return outcome;
+    }
+    // Another instance holds the lock: wait for its result.
+    let deadline = std::time::Instant::now() + crate::session::redis::LOCK_TTL;
+    while std::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        match redis.get(ticket).await.map_err(unavailable)? {
+            Some(stored) if stored.access_expires != session.access_expires => return Ok(stored),
+            Some(_) => {}
+            None => return Err(FlowError::Refused("the session ended".into())),
         }
     }
+    Err(FlowError::Unavailable(
+        "another instance's refresh did not finish".into(),
+    ))
 }

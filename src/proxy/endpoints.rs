@@ -15,7 +15,10 @@ use super::respond::{self, Extras, escape_html};
 use super::{RequestCtx, auth};
 use crate::metrics;
 use crate::routing::{AuthPolicy, normalise, normalise_host};
-use crate::session::{Cookies, SessionData};
+use crate::session::Cookies;
+use crate::session::redis::{StoreError, index_entry};
+use crate::session::revoked;
+use crate::session::store::Loaded;
 use crate::signin::refresh::Refreshes;
 use crate::snapshot::Snapshot;
 use crate::token::unix_now;
@@ -39,6 +42,7 @@ pub async fn serve(
         "/userinfo" => ("userinfo", &[Method::GET, Method::HEAD]),
         "/auth" => ("auth", &[Method::GET, Method::HEAD]),
         "/jwks.json" => ("jwks", &[Method::GET, Method::HEAD]),
+        "/backchannel_logout" => ("backchannel_logout", &[Method::POST]),
         _ => {
             ctx.refusal = Some("no_endpoint");
             return respond::json_error(session, 404, "not_found", "no such gateway endpoint")
@@ -93,9 +97,22 @@ pub async fn serve(
             } else {
                 Vec::new()
             };
-            sign_out(snap, &req, ctx.trusted, &form)
+            sign_out(snap, &req, ctx.trusted, &form).await
         }
-        "userinfo" => userinfo(snap, &req, now),
+        "userinfo" => userinfo(snap, &req, now).await,
+        "backchannel_logout" => {
+            let Some(form) = read_form(session).await else {
+                ctx.refusal = Some("form");
+                return respond::json_error(
+                    session,
+                    413,
+                    "payload_too_large",
+                    "the form is too large",
+                )
+                .await;
+            };
+            backchannel_logout(snap, &form, now).await
+        }
         _ => forward_auth(refreshes, snap, &req, ctx, now).await,
     };
     ctx.refusal = Some(answer.reason());
@@ -301,11 +318,34 @@ async fn callback(snap: &Snapshot, req: &Parts, trusted: bool, now: u64) -> Answ
         .await
     {
         Ok(mut session) => {
+            let Some(sessions_store) = &snap.store else {
+                return Answer::internal();
+            };
+            let present = store.read(&req.headers).present;
+            // A new session always gets a new ticket (Redis) or new cookies: whatever the
+            // browser held before is replaced, never reused.
+            match sessions_store
+                .save(store, sessions, &mut session, None, present, now)
+                .await
+            {
+                Ok(set) => cookies.extend(set),
+                Err(e) => {
+                    count_sign_in(&provider.name, "store_unavailable");
+                    tracing::warn!(error = %e, "sign-in could not be stored");
+                    return Answer::Html {
+                        status: 503,
+                        title: "Sign-in failed",
+                        message:
+                            "Sessions cannot be stored right now. Please try again in a moment."
+                                .into(),
+                        extra: retry(&pending.rd, "Sign in again"),
+                        cookies,
+                        reason: "store_unavailable",
+                    };
+                }
+            }
             count_sign_in(&provider.name, "success");
             tracing::info!(provider = %provider.name, "signed in");
-            let present = store.read(&req.headers).present;
-            cookies.extend(browser::write_session(store, &mut session, present, now));
-            let _ = sessions;
             Answer::Redirect {
                 location: pending.rd,
                 cookies,
@@ -344,17 +384,34 @@ fn count_sign_in(provider: &str, result: &str) {
 }
 
 /// The live session of the request, whatever its provider.
-fn live_session(snap: &Snapshot, req: &Parts, now: u64) -> (Option<SessionData>, u8) {
-    let (Some(store), Some(sessions)) = (&snap.cookies, &snap.config.sessions) else {
-        return (None, 0);
+async fn live_session(snap: &Snapshot, req: &Parts, now: u64) -> Result<Loaded, StoreError> {
+    let (Some(cookies), Some(store), Some(sessions)) =
+        (&snap.cookies, &snap.store, &snap.config.sessions)
+    else {
+        return Ok(Loaded::default());
     };
-    let read = store.read(&req.headers);
-    let live = read.session.filter(|s| {
+    let mut loaded = store.load(cookies, &req.headers).await?;
+    loaded.session = loaded.session.filter(|s| {
         s.created + sessions.lifetime.as_secs() > now
             && s.seen + sessions.idle_timeout.as_secs() > now
             && snap.provider_index(&s.provider).is_some()
+            && !revoked::is_revoked(s, now)
     });
-    (live, read.present)
+    Ok(loaded)
+}
+
+fn store_down() -> Answer {
+    Answer::Json {
+        denied: auth::Denied {
+            status: 503,
+            code: "temporarily_unavailable",
+            description: "the session store is unavailable",
+            challenge: None,
+            reason: "store_unavailable",
+        },
+        cookies: Vec::new(),
+        cors: None,
+    }
 }
 
 /// Whether a sign-out POST comes from the gateway's own pages: fetch metadata or `Origin` say
@@ -380,7 +437,12 @@ fn same_origin(
 
 /// `/sign_out?rd=URL`: GET shows a confirmation form, POST ends the session (here, and at the
 /// provider when it supports RP-initiated logout).
-fn sign_out(snap: &Snapshot, req: &Parts, trusted: bool, form: &[(String, String)]) -> Answer {
+async fn sign_out(
+    snap: &Snapshot,
+    req: &Parts,
+    trusted: bool,
+    form: &[(String, String)],
+) -> Answer {
     let (Some(store), Some(sessions)) = (&snap.cookies, &snap.config.sessions) else {
         return Answer::internal();
     };
@@ -391,8 +453,12 @@ fn sign_out(snap: &Snapshot, req: &Parts, trusted: bool, form: &[(String, String
         .map(|(_, v)| v.clone())
         .or_else(|| query_param(req, "rd"));
     let rd = checked_return(sessions, rd_raw.as_deref());
-    let (session, present) = live_session(snap, req, now);
+    let Ok(loaded) = live_session(snap, req, now).await else {
+        return store_down();
+    };
+    let present = loaded.present;
     let base = base_url(snap, req, trusted);
+    let session = loaded.session;
     let Some(session) = session else {
         // Nothing to protect: clear whatever is left and go on.
         return Answer::Redirect {
@@ -427,6 +493,12 @@ fn sign_out(snap: &Snapshot, req: &Parts, trusted: bool, form: &[(String, String
         };
     }
     let cookies = store.clear(present | 1);
+    if let Some(sessions_store) = &snap.store
+        && let Err(e) = sessions_store.end(loaded.ticket.as_ref()).await
+    {
+        tracing::warn!(error = %e, "sign-out: the stored session could not be deleted");
+        return store_down();
+    }
     tracing::info!(provider = %session.provider, "signed out");
     let provider = snap
         .provider_index(&session.provider)
@@ -444,10 +516,11 @@ fn sign_out(snap: &Snapshot, req: &Parts, trusted: bool, form: &[(String, String
 }
 
 /// `/userinfo`: the signed-in identity as JSON.
-fn userinfo(snap: &Snapshot, req: &Parts, now: u64) -> Answer {
-    let (Some(sessions), (Some(session), _)) =
-        (&snap.config.sessions, live_session(snap, req, now))
-    else {
+async fn userinfo(snap: &Snapshot, req: &Parts, now: u64) -> Answer {
+    let Ok(loaded) = live_session(snap, req, now).await else {
+        return store_down();
+    };
+    let (Some(sessions), Some(session)) = (&snap.config.sessions, loaded.session) else {
         return Answer::Json {
             denied: auth::Denied {
                 status: 401,
@@ -589,6 +662,103 @@ async fn forward_auth(
         },
         Err(_) => Answer::internal(),
     }
+}
+
+/// The OIDC Back-Channel Logout 1.0 event.
+const LOGOUT_EVENT: &str = "http://schemas.openid.net/event/backchannel-logout";
+
+/// `POST /backchannel_logout` (OIDC Back-Channel Logout 1.0): a provider ends the sessions of a
+/// `sid` or a `sub`. The logout token is verified like an ID token (the provider's keys, `iss`,
+/// `aud` = our client id, `exp`), must carry the logout event and `sid` or `sub`, and no `nonce`.
+/// Redis store: the sessions are deleted, on every instance at once. Cookie store: they are
+/// refused by this instance from now on.
+async fn backchannel_logout(snap: &Snapshot, form: &[(String, String)], now: u64) -> Answer {
+    let refuse = |reason: &'static str, description: &'static str| {
+        metrics::BACKCHANNEL_LOGOUTS
+            .with_label_values(&[reason])
+            .inc();
+        tracing::info!(reason, "back-channel logout refused");
+        Answer::Json {
+            denied: auth::Denied {
+                status: 400,
+                code: "invalid_request",
+                description,
+                challenge: None,
+                reason,
+            },
+            cookies: Vec::new(),
+            cors: None,
+        }
+    };
+    let Some(token) = form
+        .iter()
+        .find(|(k, _)| k == "logout_token")
+        .map(|(_, v)| v.as_str())
+    else {
+        return refuse("missing", "no logout_token");
+    };
+    // The provider is the one whose issuer the token names; its signature decides.
+    let issuer = crate::identity::claims::unverified_issuer(token);
+    let provider = snap
+        .sign_in
+        .iter()
+        .flatten()
+        .find(|p| p.issuer().is_some() && p.issuer() == issuer);
+    let Some(provider) = provider else {
+        return refuse(
+            "issuer",
+            "the logout token's issuer is not a configured provider",
+        );
+    };
+    let claims = match provider.verify_logout_token(token).await {
+        Ok(c) => c,
+        Err(_) => return refuse("invalid_token", "the logout token is invalid"),
+    };
+    let has_event = claims
+        .get("events")
+        .and_then(|e| e.as_object())
+        .is_some_and(|e| e.contains_key(LOGOUT_EVENT));
+    if !has_event || claims.contains_key("nonce") {
+        return refuse("not_logout", "not a logout token");
+    }
+    let sid = claims.get("sid").and_then(|v| v.as_str());
+    let sub = claims.get("sub").and_then(|v| v.as_str());
+    if sid.is_none() && sub.is_none() {
+        return refuse("no_subject", "the logout token names no sid or sub");
+    }
+    let Some(sessions) = &snap.config.sessions else {
+        return Answer::internal();
+    };
+    let name = provider.name.to_string();
+    let entries: Vec<(&str, &str)> = [("sid", sid), ("sub", sub)]
+        .into_iter()
+        .filter_map(|(k, v)| Some((k, v?)))
+        .collect();
+    match snap.store.as_ref().and_then(|s| s.redis()) {
+        Some(redis) => {
+            // A `sid` names one provider session; a `sub` without `sid` every session of the user.
+            let (kind, value) = entries[0];
+            match redis.end_indexed(&index_entry(&name, kind, value)).await {
+                Ok(n) => tracing::info!(provider = %name, sessions = n, "back-channel logout"),
+                Err(e) => {
+                    metrics::BACKCHANNEL_LOGOUTS
+                        .with_label_values(&["store_unavailable"])
+                        .inc();
+                    tracing::warn!(error = %e, "back-channel logout: store unavailable");
+                    return store_down();
+                }
+            }
+        }
+        None => {
+            let (kind, value) = entries[0];
+            revoked::revoke(&name, kind, value, now, now + sessions.lifetime.as_secs());
+            tracing::info!(provider = %name, "back-channel logout (this instance)");
+        }
+    }
+    metrics::BACKCHANNEL_LOGOUTS
+        .with_label_values(&["success"])
+        .inc();
+    Answer::Document { body: json!({}) }
 }
 
 /// Reads an `application/x-www-form-urlencoded` body of at most [`MAX_FORM`] bytes; `None` when

@@ -44,3 +44,40 @@ impl BackgroundService for KeyRefresher {
         }
     }
 }
+
+/// How often the Redis session store is pinged.
+const STORE_TICK: Duration = Duration::from_secs(1);
+
+/// Pings the Redis session store every second, so `/readyz` and `portcullis_session_store_up`
+/// follow it (and a connection is made before the first request needs one).
+pub struct StoreHealth {
+    state: crate::snapshot::SharedSnapshot,
+}
+
+impl StoreHealth {
+    /// A checker of the store of whatever snapshot `state` holds.
+    pub fn new(state: crate::snapshot::SharedSnapshot) -> Self {
+        Self { state }
+    }
+}
+
+#[async_trait]
+impl BackgroundService for StoreHealth {
+    async fn start(&self, mut shutdown: ShutdownWatch) {
+        let mut tick = tokio::time::interval(STORE_TICK);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = shutdown.changed() => return,
+                _ = tick.tick() => {
+                    let redis = self.state.load().store.as_ref().and_then(|s| s.redis()).cloned();
+                    if let Some(redis) = redis
+                        && let Err(e) = redis.ping().await
+                    {
+                        tracing::debug!(error = %e, "session store health check failed");
+                    }
+                }
+            }
+        }
+    }
+}

@@ -15,6 +15,10 @@
 //! taken from the random `state`), so several tabs can sign in at once; [`Cookies::pending`]
 //! lets `/start` drop the oldest beyond `max_pending_sign_ins`.
 
+pub mod redis;
+pub mod revoked;
+pub mod store;
+
 use std::time::Duration;
 
 use base64::Engine;
@@ -90,6 +94,43 @@ impl SessionData {
     }
 }
 
+/// What the cookie holds with the Redis store: the session's id and the key its Redis entry is
+/// encrypted with. Sealed like a session, so the cookie alone reveals nothing either.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Ticket {
+    /// Random id (128 bits, base64url): the Redis key's suffix.
+    #[serde(rename = "t")]
+    pub id: String,
+    /// Random per-session key (256 bits, base64url) of the Redis entry.
+    #[serde(rename = "k")]
+    pub key: String,
+}
+
+impl Ticket {
+    /// A new random ticket.
+    pub fn new() -> Self {
+        Self {
+            id: random_token(16),
+            key: random_token(32),
+        }
+    }
+}
+
+impl Default for Ticket {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// What a session cookie opens to.
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum Sealed {
+    Ticket(Ticket),
+    Session(Box<SessionData>),
+}
+
 /// A sign-in in flight, kept in its own cookie until the callback.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PendingSignIn {
@@ -134,8 +175,10 @@ pub fn random_token(n: usize) -> String {
 /// What the request's cookies said about the session.
 #[derive(Debug, Default)]
 pub struct ReadSession {
-    /// The session, when every chunk was there and opened.
+    /// The session, when every chunk was there and opened (cookie store).
     pub session: Option<SessionData>,
+    /// The ticket, when the cookie holds one (Redis store).
+    pub ticket: Option<Ticket>,
     /// Indexes of the session chunk cookies present (0 = the first), to clear stale ones.
     pub present: u8,
     /// Why no session could be read although cookies were there (bounded label).
@@ -299,8 +342,9 @@ impl Cookies {
             out.problem = Some("seal");
             return out;
         };
-        match serde_json::from_str::<SessionData>(&json) {
-            Ok(s) if s.v == VERSION => out.session = Some(s),
+        match serde_json::from_str::<Sealed>(&json) {
+            Ok(Sealed::Session(s)) if s.v == VERSION => out.session = Some(*s),
+            Ok(Sealed::Ticket(t)) => out.ticket = Some(t),
             _ => out.problem = Some("format"),
         }
         out
@@ -356,6 +400,24 @@ impl Cookies {
             }
         }
         Ok(out)
+    }
+
+    /// `Set-Cookie` values storing `ticket` (valid for `max_age` seconds), clearing chunks of a
+    /// longer cookie session the request carried.
+    pub fn write_ticket(&self, ticket: &Ticket, present: u8, max_age: u64) -> Option<Vec<String>> {
+        let json = serde_json::to_string(ticket).ok()?;
+        let sealed = self.seal(&self.name, json)?;
+        let mut out = vec![format!(
+            "{}=1.{sealed}{}",
+            self.name,
+            self.attributes(max_age)
+        )];
+        out.extend(
+            (1..MAX_CHUNKS)
+                .filter(|i| present & (1 << i) != 0)
+                .map(|i| self.expire(&self.chunk_name(i))),
+        );
+        Some(out)
     }
 
     /// `Set-Cookie` values removing every session chunk the request carried (all of them when
@@ -453,7 +515,7 @@ mod tests {
             lifetime: Duration::from_secs(3600),
             idle_timeout: Duration::from_secs(600),
             cookie_name: "portcullis".into(),
-            redis_url: None,
+            redis: None,
             allowed_redirect_hosts: Vec::new(),
             max_pending_sign_ins: 5,
             refresh_before: Duration::from_secs(60),
@@ -570,6 +632,7 @@ mod tests {
         let old = Cookies::new(&config(vec![vec![1; 32]]));
         let set = old.write(&session(10), 0, 1000).expect("fits");
         let rotated = Cookies::new(&config(vec![vec![2; 32], vec![1; 32]]));
+        assert!(rotated.read(&browser(&set)).ticket.is_none());
         assert_eq!(
             rotated.read(&browser(&set)).session,
             Some(session_with_sid(&set, &old))
@@ -580,6 +643,18 @@ mod tests {
 
     fn session_with_sid(set: &[String], c: &Cookies) -> SessionData {
         c.read(&browser(set)).session.expect("opens")
+    }
+
+    #[test]
+    fn tickets_round_trip_and_are_told_from_sessions() {
+        let c = Cookies::new(&config(vec![vec![7; 32]]));
+        let ticket = Ticket::new();
+        let set = c.write_ticket(&ticket, 0b11, 60).expect("seals");
+        assert_eq!(set.len(), 2, "the stale chunk is cleared: {set:?}");
+        let read = c.read(&browser(&set));
+        assert_eq!(read.ticket, Some(ticket));
+        assert_eq!(read.session, None);
+        assert!(set[0].len() < 300);
     }
 
     #[test]

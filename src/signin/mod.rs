@@ -381,6 +381,16 @@ impl SignInProvider {
         Ok(claims)
     }
 
+    /// Verifies a back-channel logout token with this provider's ID-token rules; its claims.
+    pub async fn verify_logout_token(&self, token: &str) -> Result<Map<String, Value>, FlowError> {
+        let rules = self.id_tokens.as_ref().ok_or(FlowError::NoEndpoints)?;
+        let verified = rules
+            .verify_logout_token(token)
+            .await
+            .map_err(FlowError::IdToken)?;
+        Ok((*verified.claims).clone())
+    }
+
     /// Reads userinfo with `access_token` and merges it into `claims` (mapped fields first).
     async fn merge_userinfo(
         &self,

@@ -53,8 +53,15 @@ pub fn is_compact_jws(token: &str) -> bool {
     parts == 3
 }
 
-/// Reads the header of a compact JWS and checks it against `allowed`.
-pub fn read(token: &str, allowed: &[Algorithm]) -> Result<JoseHeader, TokenError> {
+/// The `typ` values of access and ID tokens (RFC 9068: `at+jwt`).
+pub const TOKEN_TYPES: &[&str] = &["jwt", "at+jwt"];
+
+/// The `typ` values of back-channel logout tokens (OIDC Back-Channel Logout 1.0 §2.4).
+pub const LOGOUT_TYPES: &[&str] = &["jwt", "logout+jwt"];
+
+/// Reads the header of a compact JWS and checks it against `allowed` algorithms and `types`
+/// (lower-case, without `application/`; an absent `typ` is accepted).
+pub fn read(token: &str, allowed: &[Algorithm], types: &[&str]) -> Result<JoseHeader, TokenError> {
     let encoded = token.split('.').next().unwrap_or_default();
     let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
         .decode(encoded)
@@ -69,7 +76,7 @@ pub fn read(token: &str, allowed: &[Algorithm]) -> Result<JoseHeader, TokenError
             .ok_or(TokenError::Malformed)?
             .to_ascii_lowercase();
         let typ = typ.strip_prefix("application/").unwrap_or(&typ);
-        if typ != "jwt" && typ != "at+jwt" {
+        if !types.contains(&typ) {
             return Err(TokenError::WrongType);
         }
     }
@@ -165,11 +172,11 @@ mod tests {
             ("not json", Err(TokenError::Malformed)),
         ];
         for (header, want) in cases {
-            assert_eq!(&read(&token(header), &all), want, "{header}");
+            assert_eq!(&read(&token(header), &all, TOKEN_TYPES), want, "{header}");
         }
         let only_es = [Algorithm::ES256];
         assert_eq!(
-            read(&token(r#"{"alg":"RS256"}"#), &only_es),
+            read(&token(r#"{"alg":"RS256"}"#), &only_es, TOKEN_TYPES),
             Err(TokenError::AlgorithmNotAllowed)
         );
     }

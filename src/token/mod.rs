@@ -338,7 +338,30 @@ impl TokenProvider {
     }
 
     async fn verify_jwt(&self, token: &str, now: u64) -> Result<Arc<Verified>, TokenError> {
-        let head = header::read(token, &self.settings.algorithms)?;
+        self.verify_typed(token, now, header::TOKEN_TYPES).await
+    }
+
+    /// Verifies a back-channel logout token (`typ` absent, `JWT` or `logout+jwt`), uncached:
+    /// signature by the provider's keys, `iss`, `aud` (the client id), `exp`. The caller checks
+    /// the logout-specific claims.
+    pub async fn verify_logout_token(&self, token: &str) -> Result<Arc<Verified>, TokenError> {
+        if token.len() > MAX_TOKEN_LEN {
+            return Err(TokenError::TooLarge);
+        }
+        if !header::looks_like_jwt(token) {
+            return Err(TokenError::Malformed);
+        }
+        self.verify_typed(token, unix_now(), header::LOGOUT_TYPES)
+            .await
+    }
+
+    async fn verify_typed(
+        &self,
+        token: &str,
+        now: u64,
+        types: &[&str],
+    ) -> Result<Arc<Verified>, TokenError> {
+        let head = header::read(token, &self.settings.algorithms, types)?;
         if !header::is_compact_jws(token) {
             return Err(TokenError::Malformed);
         }

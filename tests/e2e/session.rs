@@ -8,6 +8,7 @@ mod flow;
 mod forward_auth;
 mod lifecycle;
 mod plain_oauth;
+mod redis;
 
 use std::net::SocketAddr;
 

@@ -6,6 +6,7 @@ pub mod echo;
 pub mod gateway;
 pub mod idp;
 pub mod raw;
+pub mod redis;
 
 use std::future::Future;
 use std::net::{SocketAddr, TcpListener as StdTcpListener};

@@ -260,6 +260,10 @@ pub struct RedisFile {
     /// Prefix of every key the gateway writes. Defaults to `portcullis:`.
     #[serde(default)]
     pub key_prefix: Option<String>,
+    /// CA certificate(s), PEM, that `rediss://` servers' certificates must chain to. Defaults to
+    /// the system's roots.
+    #[serde(default)]
+    pub ca_file: Option<String>,
 }
 
 /// `sessions.redis.sentinel:`

@@ -211,6 +211,10 @@ pub struct RedisConfig {
     pub timeout: Duration,
     /// Key prefix.
     pub key_prefix: String,
+    /// Trusted CA certificates for `rediss://` (PEM), instead of the system's roots.
+    pub ca_pem: Option<Vec<u8>>,
+    /// Whether the URLs ask for TLS (`rediss://`).
+    pub tls: bool,
 }
 
 /// `upstreams.<name>:`

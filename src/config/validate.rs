@@ -563,12 +563,55 @@ impl Validator {
                 "must not be empty or contain `{`, `}` or spaces",
             );
         }
+        let urls: Vec<&str> = match &topology {
+            RedisTopology::Standalone(u) => vec![u.expose()],
+            RedisTopology::Sentinel { nodes, .. } | RedisTopology::Cluster(nodes) => {
+                nodes.iter().map(Secret::expose).collect()
+            }
+        };
+        let tls = urls.iter().any(|u| u.starts_with("rediss://"));
+        if tls && urls.iter().any(|u| u.starts_with("redis://")) {
+            self.err(base, "use `rediss://` for every node or for none");
+        }
+        let ca_pem = match &r.ca_file {
+            None => None,
+            Some(_) if !tls => {
+                self.err(
+                    format!("{base}.ca_file"),
+                    "a CA file needs `rediss://` URLs (TLS)",
+                );
+                None
+            }
+            Some(path) => match std::fs::read(path) {
+                Ok(pem)
+                    if String::from_utf8_lossy(&pem).contains("-----BEGIN CERTIFICATE-----") =>
+                {
+                    Some(pem)
+                }
+                Ok(_) => {
+                    self.err(
+                        format!("{base}.ca_file"),
+                        format!("`{path}` holds no PEM certificate"),
+                    );
+                    None
+                }
+                Err(e) => {
+                    self.err(
+                        format!("{base}.ca_file"),
+                        format!("cannot read `{path}`: {e}"),
+                    );
+                    None
+                }
+            },
+        };
         Some(RedisConfig {
             topology,
             username: r.username.clone(),
             password,
             timeout,
             key_prefix,
+            ca_pem,
+            tls,
         })
     }
 

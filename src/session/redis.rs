@@ -25,7 +25,7 @@ use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::cluster::ClusterClientBuilder;
 use redis::cluster_async::ClusterConnection;
 use redis::sentinel::{SentinelClientBuilder, SentinelServerType};
-use redis::{Cmd, FromRedisValue, IntoConnectionInfo};
+use redis::{Cmd, FromRedisValue, IntoConnectionInfo, TlsCertificates, TlsMode};
 
 use super::{SessionData, Ticket};
 use crate::config::{RedisConfig, RedisTopology};
@@ -126,6 +126,20 @@ impl RedisStore {
         Ok(info.set_redis_settings(redis))
     }
 
+    fn certificates(&self) -> Option<TlsCertificates> {
+        self.config.ca_pem.as_ref().map(|pem| TlsCertificates {
+            client_tls: None,
+            root_cert: Some(pem.clone()),
+        })
+    }
+
+    fn client(&self, info: redis::ConnectionInfo) -> redis::RedisResult<redis::Client> {
+        match self.certificates() {
+            Some(certs) => redis::Client::build_with_tls(info, certs),
+            None => redis::Client::open(info),
+        }
+    }
+
     fn manager_config(&self) -> ConnectionManagerConfig {
         ConnectionManagerConfig::new()
             .set_connection_timeout(Some(self.config.timeout))
@@ -137,7 +151,7 @@ impl RedisStore {
     async fn connect(&self) -> redis::RedisResult<Backend> {
         match &self.config.topology {
             RedisTopology::Standalone(url) => {
-                let client = redis::Client::open(self.connection_info(url.expose())?)?;
+                let client = self.client(self.connection_info(url.expose())?)?;
                 let manager =
                     ConnectionManager::new_with_config(client, self.manager_config()).await?;
                 Ok(Backend::Single(manager))
@@ -154,6 +168,16 @@ impl RedisStore {
                 }
                 if let Some(password) = &self.config.password {
                     builder = builder.set_client_to_redis_password(password.expose());
+                }
+                if self.config.tls {
+                    builder = builder
+                        .set_client_to_redis_tls_mode(TlsMode::Secure)
+                        .set_client_to_sentinel_tls_mode(TlsMode::Secure);
+                }
+                if let Some(certs) = self.certificates() {
+                    builder = builder
+                        .set_client_to_redis_certificates(certs.clone())
+                        .set_client_to_sentinel_certificates(certs);
                 }
                 let mut sentinel = builder.build()?;
                 let client = sentinel.async_get_client().await?;
@@ -175,6 +199,12 @@ impl RedisStore {
                 }
                 if let Some(password) = &self.config.password {
                     builder = builder.password(password.expose());
+                }
+                if self.config.tls {
+                    builder = builder.tls(TlsMode::Secure);
+                }
+                if let Some(certs) = self.certificates() {
+                    builder = builder.certs(certs);
                 }
                 let connection = builder.build()?.get_async_connection().await?;
                 Ok(Backend::Cluster(connection))

@@ -175,6 +175,9 @@ impl Stack {
             format!("http://{listen}/oauth2/callback"),
             format!("http://{BROWSER_HOST}:{port}/oauth2/callback"),
         ]);
+        options
+            .backchannel_logout_uri
+            .get_or_insert_with(|| format!("http://{listen}/oauth2/backchannel_logout"));
         options.post_logout_redirect_uris.extend([
             format!("http://{listen}/"),
             format!("http://{BROWSER_HOST}:{port}/"),

@@ -352,3 +352,35 @@ async fn return_urls_never_leave_for_another_site() {
         .await;
     assert_eq!(r.header("location"), Some("/"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn back_channel_logout_ends_cookie_sessions_on_this_instance() {
+    let stack = Stack::start(IdpOptions::default(), "", APP_ROUTE).await;
+    let mut provider = IdpBrowser::default();
+    let (mut jar, _) = stack.sign_in_with(&mut provider, "alice", "/").await;
+    assert_eq!(stack.get(&mut jar, "/", FETCH).await.status, 200);
+    let (mut other, _) = stack.sign_in("bob", "/").await;
+    // alice ends her session at the provider, which tells the gateway.
+    stack.idp.end_session(&mut provider, &[]).await;
+    let mut ended = false;
+    for _ in 0..50 {
+        if stack.get(&mut jar.clone(), "/", FETCH).await.status == 401 {
+            ended = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(
+        ended,
+        "the session survived the back-channel logout:\n{}",
+        stack.idp.logs()
+    );
+    assert_eq!(
+        stack.get(&mut other, "/", FETCH).await.status,
+        200,
+        "bob is not touched"
+    );
+    // alice may sign in again.
+    let (mut again, _) = stack.sign_in("alice", "/").await;
+    assert_eq!(stack.get(&mut again, "/", FETCH).await.status, 200);
+}

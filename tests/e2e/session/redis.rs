@@ -403,3 +403,51 @@ async fn sentinel_finds_the_master() {
     );
     assert_eq!(master.keys("portcullis:s:*").await.len(), 1);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_to_redis_verifies_the_server_certificate() {
+    let redis = RedisServer::start_tls().await;
+    let ca = redis.ca_file().expect("a CA file");
+    let trusted = format!(
+        "  store: redis\n  redis:\n    url: \"{}\"\n    ca_file: \"{ca}\"\n",
+        redis.url()
+    );
+    let pair = Pair::start(IdpOptions::default(), &trusted, APP_ROUTE).await;
+    let mut jar = pair
+        .sign_in(&pair.a, &mut IdpBrowser::default(), "alice")
+        .await;
+    assert_eq!(
+        user(&Pair::get(&pair.b, &mut jar, "/", FETCH).await),
+        vec!["alice"]
+    );
+    assert_eq!(redis.keys("portcullis:s:*").await.len(), 1);
+
+    // Without the CA (the system's roots), the server's certificate is not trusted: 503, and
+    // /readyz says why.
+    let untrusted = format!("  store: redis\n  redis:\n    url: \"{}\"\n", redis.url());
+    let idp = &pair.idp;
+    let gateway = Gateway::spawn(&config(
+        idp.issuer(),
+        &pair.backend,
+        7,
+        &untrusted,
+        APP_ROUTE,
+    ));
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        if let Ok(r) = reqwest::get(gateway.admin_url("/readyz")).await {
+            let status = r.status().as_u16();
+            let body = r.text().await.unwrap_or_default();
+            if status == 503 && body.contains("Redis") {
+                break;
+            }
+        }
+        assert!(
+            Instant::now() < deadline,
+            "/readyz never reported the store"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let r = Pair::get(&gateway, &mut jar, "/", FETCH).await;
+    assert_eq!(r.status, 503, "{}", r.text());
+}

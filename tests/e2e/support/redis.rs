@@ -23,6 +23,8 @@ pub struct RedisServer {
     dir: TempDir,
     args: Vec<String>,
     password: Option<String>,
+    /// The CA file clients trust, for a TLS server.
+    tls_ca: Option<std::path::PathBuf>,
 }
 
 impl RedisServer {
@@ -66,9 +68,138 @@ impl RedisServer {
             dir,
             args,
             password: password.map(str::to_owned),
+            tls_ca: None,
         };
         server.spawn().await;
         server
+    }
+
+    /// A TLS-only server whose certificate (for 127.0.0.1) a fresh test CA signed; the CA's
+    /// PEM file is [`RedisServer::ca_file`].
+    pub async fn start_tls() -> Self {
+        let dir = tempfile::tempdir().expect("a temporary directory");
+        let port = free_port();
+        let d = dir.path();
+        let openssl = |args: &[&str]| {
+            let out = Command::new("openssl")
+                .args(args)
+                .current_dir(d)
+                .output()
+                .expect("openssl runs (tests/setup.sh installs it)");
+            assert!(
+                out.status.success(),
+                "openssl {args:?}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        };
+        let ec = [
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+            "-nodes",
+        ];
+        openssl(
+            &[
+                &["req", "-x509"][..],
+                &ec,
+                &[
+                    "-keyout",
+                    "ca.key",
+                    "-out",
+                    "ca.crt",
+                    "-subj",
+                    "/CN=portcullis-test-ca",
+                    "-days",
+                    "2",
+                    "-addext",
+                    "basicConstraints=critical,CA:TRUE",
+                    "-addext",
+                    "keyUsage=critical,keyCertSign",
+                ],
+            ]
+            .concat(),
+        );
+        openssl(
+            &[
+                &["req"][..],
+                &ec,
+                &[
+                    "-keyout",
+                    "server.key",
+                    "-out",
+                    "server.csr",
+                    "-subj",
+                    "/CN=127.0.0.1",
+                ],
+            ]
+            .concat(),
+        );
+        std::fs::write(
+            d.join("ext.cnf"),
+            "subjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth\n",
+        )
+        .expect("ext.cnf");
+        openssl(&[
+            "x509",
+            "-req",
+            "-in",
+            "server.csr",
+            "-CA",
+            "ca.crt",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-out",
+            "server.crt",
+            "-days",
+            "2",
+            "-extfile",
+            "ext.cnf",
+        ]);
+        let path = |f: &str| d.join(f).display().to_string();
+        let args: Vec<String> = [
+            "--port",
+            "0",
+            "--tls-port",
+            &port.to_string(),
+            "--bind",
+            "127.0.0.1",
+            "--dir",
+            &path(""),
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--protected-mode",
+            "no",
+            "--tls-cert-file",
+            &path("server.crt"),
+            "--tls-key-file",
+            &path("server.key"),
+            "--tls-ca-cert-file",
+            &path("ca.crt"),
+            "--tls-auth-clients",
+            "no",
+        ]
+        .iter()
+        .map(|a| a.to_string())
+        .collect();
+        let mut server = Self {
+            child: None,
+            port,
+            tls_ca: Some(d.join("ca.crt")),
+            dir,
+            args,
+            password: None,
+        };
+        server.spawn().await;
+        server
+    }
+
+    /// The CA file of a TLS server.
+    pub fn ca_file(&self) -> Option<String> {
+        self.tls_ca.as_ref().map(|p| p.display().to_string())
     }
 
     async fn spawn(&mut self) {
@@ -105,9 +236,14 @@ impl RedisServer {
         self.port
     }
 
-    /// `redis://127.0.0.1:<port>`.
+    /// `redis://127.0.0.1:<port>` (`rediss://` for a TLS server).
     pub fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}", self.port)
+        let scheme = if self.tls_ca.is_some() {
+            "rediss"
+        } else {
+            "redis"
+        };
+        format!("{scheme}://127.0.0.1:{}", self.port)
     }
 
     /// Its log.
@@ -131,7 +267,15 @@ impl RedisServer {
     /// Runs one command (RESP over a fresh connection, authenticated when the server has a
     /// password); the reply in a readable form, `None` when the server does not answer.
     pub async fn command(&self, args: &[&str]) -> Option<String> {
-        command(self.port, self.password.as_deref(), args).await
+        match &self.tls_ca {
+            None => command(self.port, self.password.as_deref(), args).await,
+            Some(ca) => {
+                let ca = ca.display().to_string();
+                let mut all = vec!["--tls", "--cacert", &ca];
+                all.extend_from_slice(args);
+                command(self.port, self.password.as_deref(), &all).await
+            }
+        }
     }
 
     /// Every key matching `pattern`.
@@ -163,6 +307,7 @@ pub async fn command(port: u16, password: Option<&str>, args: &[&str]) -> Option
     if let Some(p) = password {
         cmd.arg("-a").arg(p).arg("--no-auth-warning");
     }
+    // `--tls`/`--cacert` come before the command.
     cmd.args(args).stdin(Stdio::null()).kill_on_drop(true);
     let output = tokio::time::timeout(Duration::from_secs(5), cmd.output())
         .await

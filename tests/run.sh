@@ -15,6 +15,10 @@ for f in config/*.yaml; do
   CORP_CLIENT_SECRET=example GITHUB_CLIENT_SECRET=example DEMO_CLIENT_SECRET=example \
     ./target/debug/portcullis check --config "$f"
 done
+# The deployment artifacts: Kubernetes manifests render, the dashboard names only real metrics,
+# the systemd unit verifies, and the configs they carry pass `portcullis check` (tools that are
+# missing are skipped and said so).
+PORTCULLIS_BIN="$PWD/target/debug/portcullis" bash deploy/check.sh
 if cargo nextest --version >/dev/null 2>&1; then
   cargo nextest run --no-fail-fast "$@"
 else

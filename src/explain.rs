@@ -164,7 +164,7 @@ fn explain_session(
     parts: &http::request::Parts,
     path: &str,
 ) -> bool {
-    let (Some(store), Some(sessions)) = (&snap.cookies, &snap.config.sessions) else {
+    let (Some(store), Some(sessions)) = (snap.cookies(parts), &snap.config.sessions) else {
         println!("session:   no `sessions:` configured");
         return false;
     };

@@ -24,6 +24,7 @@ pub mod routing;
 pub mod session;
 pub mod signin;
 pub mod snapshot;
+pub mod tls;
 pub mod token;
 pub mod upstream;
 pub mod web;

@@ -79,6 +79,9 @@ enum Command {
 }
 
 fn main() -> ExitCode {
+    // One process-wide rustls crypto provider (aws-lc-rs, as for every other TLS client here);
+    // pingora would otherwise install ring's when it builds its first TLS config.
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
     let cli = Cli::parse();
     init_tracing();
     match cli.command {
@@ -158,12 +161,14 @@ fn server_conf(config: &Config) -> ServerConf {
 }
 
 /// One single-threaded proxy service listening on every public address.
+#[allow(clippy::too_many_arguments)]
 fn proxy_shard(
     server: &Server,
     state: &portcullis::snapshot::SharedSnapshot,
     refreshes: &Arc<portcullis::signin::refresh::Refreshes>,
     shard: usize,
     listen: &[std::net::SocketAddr],
+    tls_listen: &[(std::net::SocketAddr, Arc<portcullis::tls::Resolver>)],
     h2c: bool,
 ) -> Service<Counted<pingora::proxy::HttpProxy<Gateway>>> {
     let mut proxy = pingora::proxy::http_proxy(
@@ -179,6 +184,18 @@ fn proxy_shard(
         let mut socket = TcpSocketOptions::default();
         socket.so_reuseport = Some(true);
         service.add_tcp_with_settings(&shard_address(*addr, shard), socket);
+    }
+    for (addr, resolver) in tls_listen {
+        let mut socket = TcpSocketOptions::default();
+        socket.so_reuseport = Some(true);
+        // Certificates come from the resolver (swapped on reload); TLS 1.2 and 1.3 only;
+        // ALPN offers h2 then http/1.1.
+        let Ok(mut tls) = pingora::listeners::tls::TlsSettings::intermediate("", "") else {
+            continue;
+        };
+        tls.set_cert_resolver(resolver.clone());
+        tls.enable_h2();
+        service.add_tls_with_settings(&shard_address(*addr, shard), Some(socket), tls);
     }
     service
 }
@@ -207,6 +224,12 @@ fn run(path: &Path, upgrade: bool, daemon: bool) -> ExitCode {
         access_log::init();
     }
     let listen = config.server.listen.clone();
+    let tls_listen: Vec<_> = config
+        .server
+        .tls_listen
+        .iter()
+        .filter_map(|t| Some((t.address, portcullis::tls::resolver(t.address, &t.certs)?)))
+        .collect();
     let admin = config.server.admin;
     let h2c = config.server.h2c;
     let threads = config.server.threads;
@@ -228,7 +251,13 @@ fn run(path: &Path, upgrade: bool, daemon: bool) -> ExitCode {
     let refreshes = Arc::new(portcullis::signin::refresh::Refreshes::default());
     for shard in 0..threads {
         server.add_service(proxy_shard(
-            &server, &state, &refreshes, shard, &listen, h2c,
+            &server,
+            &state,
+            &refreshes,
+            shard,
+            &listen,
+            &tls_listen,
+            h2c,
         ));
     }
     let mut admin_service = Service::new(
@@ -248,7 +277,8 @@ fn run(path: &Path, upgrade: bool, daemon: bool) -> ExitCode {
 
     server.add_service(admin_service);
     server.add_service(reloader);
-    tracing::info!(listen = ?listen, %admin, "portcullis starting");
+    let tls_addrs: Vec<_> = tls_listen.iter().map(|(a, _)| *a).collect();
+    tracing::info!(listen = ?listen, tls = ?tls_addrs, %admin, "portcullis starting");
     server.run_forever()
 }
 

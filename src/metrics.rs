@@ -221,6 +221,20 @@ pub static BACKCHANNEL_LOGOUTS: LazyLock<IntCounterVec> = LazyLock::new(|| {
     )
 });
 
+/// Days until each listener certificate expires (computed at each scrape).
+pub static TLS_EXPIRY: LazyLock<prometheus::GaugeVec> = LazyLock::new(|| {
+    register(
+        prometheus::GaugeVec::new(
+            Opts::new(
+                "portcullis_tls_certificate_expiry_days",
+                "Days until each TLS listener certificate expires (negative: expired), by listener and first DNS name.",
+            ),
+            &["listener", "name"],
+        )
+        .expect("static metric definition"),
+    )
+});
+
 /// Registers every metric, so `/metrics` lists them before the first request.
 pub fn init() {
     LazyLock::force(&REQUESTS);
@@ -240,6 +254,7 @@ pub fn init() {
     LazyLock::force(&SIGN_INS);
     LazyLock::force(&SESSION_REFRESHES);
     LazyLock::force(&BACKCHANNEL_LOGOUTS);
+    LazyLock::force(&TLS_EXPIRY);
     for result in ["success", "failure"] {
         RELOADS.with_label_values(&[result]);
     }

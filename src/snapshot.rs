@@ -41,8 +41,11 @@ pub struct Snapshot {
     /// Sign-in rules per provider, indexed like `tokens`; `None` for providers without a
     /// client id (bearer only).
     pub sign_in: Vec<Option<SignInProvider>>,
-    /// The session cookies, when `sessions:` is configured.
-    pub cookies: Option<Cookies>,
+    /// The session cookies, when `sessions:` is configured (with `dev_insecure_cookies`, for
+    /// plain-HTTP requests).
+    cookies: Option<Cookies>,
+    /// With `dev_insecure_cookies`: the `Secure`, `__Host-` cookies of requests that came over TLS.
+    tls_cookies: Option<Cookies>,
     /// Where sessions live, when `sessions:` is configured.
     pub store: Option<Store>,
     /// The identity assertion signer, when `identity.assertion` is configured.
@@ -98,6 +101,15 @@ impl Snapshot {
             .map_or("portcullis", |s| s.cookie_name.as_str());
         let hygiene = Hygiene::new(config.identity.header_names(), cookie_base);
         let cookies = config.sessions.as_ref().map(Cookies::new);
+        let tls_cookies = config
+            .sessions
+            .as_ref()
+            .filter(|s| !s.secure_cookies)
+            .map(|s| {
+                let mut secure = s.clone();
+                secure.secure_cookies = true;
+                Cookies::new(&secure)
+            });
         let store = config.sessions.as_ref().map(Store::for_config);
         // Keys derived from the session secret: every instance sharing it signs and publishes
         // the same keys. Without sessions, each process has its own random keys.
@@ -121,9 +133,20 @@ impl Snapshot {
             token_cache: TokenCache::new(TOKEN_CACHE_ENTRIES),
             sign_in,
             cookies,
+            tls_cookies,
             store,
             assertion,
             config,
+        }
+    }
+
+    /// The session cookies for `req`: `Secure` and `__Host-` whenever it came over TLS (see
+    /// [`Arrival`]), whatever `dev_insecure_cookies` says.
+    pub fn cookies(&self, req: &http::request::Parts) -> Option<&Cookies> {
+        let tls = req.extensions.get::<Arrival>().is_some_and(|a| a.tls);
+        match (&self.tls_cookies, tls) {
+            (Some(secure), true) => Some(secure),
+            _ => self.cookies.as_ref(),
         }
     }
 
@@ -168,6 +191,13 @@ impl Snapshot {
             }
         }
     }
+}
+
+/// How a request reached the gateway, attached to it (as an extension) by the proxy.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Arrival {
+    /// Over a TLS listener.
+    pub tls: bool,
 }
 
 /// The live snapshot, shared by the proxy, the admin service and the reloader.

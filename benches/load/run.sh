@@ -20,6 +20,8 @@
 #   portcullis-public        Portcullis route with `auth: public`
 #   portcullis-bearer-rs256  Portcullis route with `auth: bearer`, JWT access token signed RS256
 #   portcullis-bearer-es256  the same with an ES256 token
+#   portcullis-session       Portcullis route with `auth: session` (cookie store), requests carrying
+#                            the session cookie of a real sign-in, like a signed-in browser
 # The bearer targets need no network and no IdP process: the provider's discovery document
 # and JWKS (public part of tests/idp/keys/primary.json) are static files on the backend nginx,
 # and benches/load/mint.mjs (Node.js + jose from tests/idp/node_modules, installed by
@@ -32,14 +34,30 @@
 # usual. That is the realistic hot path of a client reusing its access token; it is not a
 # measure of signature verification (benches/token_validation.rs is). The sanity check of
 # a bearer target also requires 401 for a request without the token.
-# Portcullis always runs with all routes and the provider, whichever targets are chosen,
-# so it needs Node.js (>= 20.18) whenever a portcullis-* target is selected.
+# The session target signs in for real: the test OpenID Provider (tests/idp/server.mjs, config
+# idp.json.tmpl: devInteractions accept any login, access/ID/refresh tokens live as long as the
+# bearer tokens above) is started before Portcullis (which is not ready without its keys), and
+# benches/load/session_cookie.py (Python 3 standard library) plays a browser's sign-in: a
+# navigation to the session route, the provider's login form, the gateway's callback, which
+# sets the sealed session cookie(s) (AES-256-GCM, ~2-3 KB with a JWT access token, a refresh
+# token and an ID token). The provider is then stopped, before any load: a cookie-store
+# session is self-contained. wrk replays that Cookie header; the session is read (cookie
+# parsed, opened, JSON-decoded) and the route's rules applied on every request. It is never
+# rewritten during the run: the idle timeout (and lifetime) is 8 times the token lifetime,
+# so the gateway would only re-seal it ("touch", with a Set-Cookie, every idle timeout / 8)
+# after every run of the invocation is over, and its access token is not due for refresh. The sanity check of every target requires a response without Set-Cookie, that of
+# the session target also 401 without the cookie, and a run during which the gateway
+# refreshed a session fails.
+# Portcullis always runs with all routes and both providers, whichever targets are chosen,
+# so it needs Node.js (>= 20.18) whenever a portcullis-* target is selected (and python3 for
+# portcullis-session).
 #
 # Usage: benches/load/run.sh [--targets LIST]
 #
 # Environment (defaults in brackets):
 #   TARGETS         comma-separated targets
-#                   [backend,nginx,portcullis-public,portcullis-bearer-rs256,portcullis-bearer-es256]
+#                   [backend,nginx,portcullis-public,portcullis-bearer-rs256,portcullis-bearer-es256,
+#                   portcullis-session]
 #   WORKERS         nginx proxy worker_processes = Portcullis threads [2]
 #   BACKEND_WORKERS backend nginx worker_processes [WORKERS]
 #   DURATION        measured wrk run per target [10s]
@@ -64,7 +82,7 @@ shopt -u patsub_replacement 2>/dev/null || true
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 ROOT="$(cd "$HERE/../.." && pwd)"
 
-TARGETS="${TARGETS:-backend,nginx,portcullis-public,portcullis-bearer-rs256,portcullis-bearer-es256}"
+TARGETS="${TARGETS:-backend,nginx,portcullis-public,portcullis-bearer-rs256,portcullis-bearer-es256,portcullis-session}"
 WORKERS="${WORKERS:-2}"
 ACCESS_LOG="${ACCESS_LOG:-off}"
 BACKEND_WORKERS="${BACKEND_WORKERS:-$WORKERS}"
@@ -83,6 +101,8 @@ PUBLIC_PATH="/public/bench"
 BEARER_RS_PATH="/bearer-rs/bench"
 BEARER_ES_PATH="/bearer-es/bench"
 BEARER_AUDIENCE="urn:portcullis:bench"
+# The session route's path (also served by the backend's catch-all).
+SESSION_PATH="/session/bench"
 
 log() { printf '[load] %s\n' "$*" >&2; }
 die() { printf '[load] error: %s\n' "$*" >&2; exit 1; }
@@ -204,7 +224,8 @@ free_port() { # VAR: set VAR to a free loopback port not handed out before
 render() {
     local text key
     text="$(<"$1")"
-    for key in TMP WORKERS ACCESS_LOG BACKEND_WORKERS BACKEND_PORT PROXY_PORT GATEWAY_PORT ADMIN_PORT; do
+    for key in TMP WORKERS ACCESS_LOG BACKEND_WORKERS BACKEND_PORT PROXY_PORT GATEWAY_PORT ADMIN_PORT \
+        IDP_ISSUER IDP_KEYS SESSION_TTL SESSION_IDLE SESSION_SECRET; do
         text="${text//@"$key"@/"${!key:-}"}"
     done
     text="${text//@BODY@/"$BODY_TEXT"}"
@@ -269,15 +290,21 @@ portcullis_bin() {
     printf '%s\n' "${CARGO_TARGET_DIR:-$ROOT/target}/release-lto/portcullis"
 }
 
+# Lifetime of every token of this invocation (bearer tokens, the session's access token):
+# at least 1h and longer than every warm-up and run.
+token_ttl() {
+    local ttl=$((${#TARGET_LIST[@]} * (DURATION_S + WARMUP_S + 60) + 600))
+    ((ttl >= 3600)) || ttl=3600
+    echo "$ttl"
+}
+
 # The bearer targets' provider, as static files under $TMP/idp served by the backend:
 # discovery document, public JWKS and one access token per algorithm (mint.mjs).
 TOKEN_RS256=""
 TOKEN_ES256=""
 mint_tokens() {
     local issuer="http://127.0.0.1:$BACKEND_PORT" ttl doc
-    # Valid for at least 1h and for longer than every warm-up and run of this invocation.
-    ttl=$((${#TARGET_LIST[@]} * (DURATION_S + WARMUP_S + 60) + 600))
-    ((ttl >= 3600)) || ttl=3600
+    ttl="$(token_ttl)"
     node "$HERE/mint.mjs" "$issuer" "$BEARER_AUDIENCE" "$ttl" "$TMP/idp" || die "mint.mjs failed"
     # Started by root, nginx's workers run as nobody: let them reach the two public documents
     # (the temp dir is only traversable, not listable; the tokens stay private).
@@ -294,8 +321,57 @@ mint_tokens() {
     log "provider bench: issuer $issuer, JWKS on the backend, tokens valid ${ttl}s"
 }
 
+# The session target's provider: the test OpenID Provider, which knows the gateway's callback
+# (so GATEWAY_PORT is chosen first). Prints `READY <issuer>` once it serves.
+IDP_PID=""
+IDP_ISSUER=""
+IDP_KEYS=""
+SESSION_TTL=""
+SESSION_IDLE=""
+start_idp() {
+    local i
+    [[ -z "$IDP_PID" ]] || return 0
+    [[ -n "$GATEWAY_PORT" ]] || die "start_idp needs GATEWAY_PORT"
+    IDP_KEYS="$ROOT/tests/idp/keys/primary.json"
+    SESSION_TTL="$(token_ttl)"
+    # sessions.idle_timeout and lifetime (seconds): the gateway touches a session every
+    # idle_timeout / 8 = SESSION_TTL, i.e. never during this invocation.
+    SESSION_IDLE=$((8 * SESSION_TTL))
+    render "$HERE/idp.json.tmpl" "$TMP/idp.json"
+    node "$ROOT/tests/idp/server.mjs" "$TMP/idp.json" >"$TMP/idp.out" 2>"$TMP/idp.err" </dev/null &
+    IDP_PID=$!
+    PIDS+=("$IDP_PID")
+    for ((i = 0; i < 300; i++)); do
+        if ! kill -0 "$IDP_PID" 2>/dev/null; then
+            log "the test IdP exited during startup; its log:"
+            tail -n 40 "$TMP/idp.err" >&2 2>/dev/null || true
+            die "the test IdP failed to start"
+        fi
+        IDP_ISSUER="$(awk '$1 == "READY" { print $2; exit }' "$TMP/idp.out" 2>/dev/null || true)"
+        [[ -z "$IDP_ISSUER" ]] || break
+        sleep 0.1
+    done
+    [[ -n "$IDP_ISSUER" ]] || die "the test IdP printed no READY line in 30s"
+    log "test IdP (session provider) at $IDP_ISSUER, tokens valid ${SESSION_TTL}s"
+}
+
+# Stops the test IdP (SIGTERM, SIGKILL after 5s); nothing of a load run needs it.
+stop_idp() {
+    local i pid keep=()
+    [[ -n "$IDP_PID" ]] || return 0
+    kill -TERM "$IDP_PID" 2>/dev/null || true
+    for ((i = 0; i < 50; i++)); do kill -0 "$IDP_PID" 2>/dev/null || break; sleep 0.1; done
+    kill -KILL "$IDP_PID" 2>/dev/null || true
+    wait "$IDP_PID" 2>/dev/null || true
+    for pid in "${PIDS[@]}"; do [[ "$pid" == "$IDP_PID" ]] || keep+=("$pid"); done
+    PIDS=("${keep[@]}")
+    IDP_PID=""
+    log "test IdP stopped: no IdP process runs during the load"
+}
+
 GATEWAY_PORT=""
 ADMIN_PORT=""
+SESSION_SECRET=""
 start_portcullis() {
     [[ -z "$GATEWAY_PORT" ]] || return 0
     start_backend
@@ -306,13 +382,17 @@ start_portcullis() {
     mint_tokens
     free_port GATEWAY_PORT
     free_port ADMIN_PORT
+    start_idp
+    # A fresh random session secret per run (32 bytes, base64); the rendered config is private.
+    SESSION_SECRET="$(head -c 32 /dev/urandom | base64 -w0)"
     render "$HERE/portcullis.yaml.tmpl" "$TMP/portcullis.yaml"
+    chmod 600 "$TMP/portcullis.yaml"
     "$bin" check --config "$TMP/portcullis.yaml" >&2 || die "portcullis check rejected the benchmark config"
     # ACCESS_LOG=stdout measures the gateway with its JSON access log on (discarded here);
     # the default `off` matches the nginx proxy's `access_log off`.
     "$bin" run --config "$TMP/portcullis.yaml" >/dev/null 2>"$TMP/portcullis.err" </dev/null &
     PIDS+=("$!")
-    # /readyz is 503 until the bench provider's keys are fetched from the backend.
+    # /readyz is 503 until both providers' keys are fetched (backend, test IdP).
     wait_http portcullis "http://127.0.0.1:$ADMIN_PORT/readyz" "$TMP/portcullis.err" "$!"
     log "portcullis on 127.0.0.1:$GATEWAY_PORT, admin $ADMIN_PORT (threads $WORKERS, $bin)"
 }
@@ -347,6 +427,27 @@ target_portcullis_bearer_es256() {
     start_portcullis
     T_URL="http://127.0.0.1:$GATEWAY_PORT$BEARER_ES_PATH"
     T_HEADERS=("Authorization: Bearer $TOKEN_ES256")
+    T_NOAUTH_STATUS=401
+}
+
+SESSION_COOKIE=""
+target_portcullis_session() {
+    start_portcullis
+    if [[ -z "$SESSION_COOKIE" ]]; then
+        [[ -n "$IDP_PID" ]] || die "the test IdP is no longer running; cannot sign in"
+        command -v python3 >/dev/null 2>&1 || die "python3 is needed for the session target"
+        # One real sign-in, bounded in time; the Cookie header value on stdout.
+        SESSION_COOKIE="$(timeout -k 5 60 python3 "$HERE/session_cookie.py" \
+            "http://127.0.0.1:$GATEWAY_PORT$SESSION_PATH")" || {
+            log "sign-in failed; the test IdP's log and the gateway's:"
+            tail -n 20 "$TMP/idp.err" >&2 2>/dev/null || true
+            tail -n 20 "$TMP/portcullis.err" >&2 2>/dev/null || true
+            die "session_cookie.py could not sign in"
+        }
+        [[ -n "$SESSION_COOKIE" ]] || die "session_cookie.py printed no cookie"
+    fi
+    T_URL="http://127.0.0.1:$GATEWAY_PORT$SESSION_PATH"
+    T_HEADERS=("Cookie: $SESSION_COOKIE")
     T_NOAUTH_STATUS=401
 }
 
@@ -405,11 +506,20 @@ measure() { # TARGET
     R_URL[$t]="$T_URL"
     R_OK[$t]=false
 
-    code="$(curl -s -o "$TMP/sanity.body" -w '%{http_code}' --max-time 5 "${curl_hdr[@]}" "$T_URL" || true)"
+    code="$(curl -s -o "$TMP/sanity.body" -D "$TMP/sanity.headers" -w '%{http_code}' --max-time 5 \
+        "${curl_hdr[@]}" "$T_URL" || true)"
     if [[ "$code" != 200 ]]; then
         log "$t: sanity request to $T_URL returned HTTP $code:"
         head -c 500 "$TMP/sanity.body" >&2 2>/dev/null || true
         echo >&2
+        FAILED=1
+        return
+    fi
+    # wrk never stores cookies: a response setting one (a session re-sealed on every request)
+    # would make the run measure something else than the target says.
+    if grep -qi '^set-cookie:' "$TMP/sanity.headers"; then
+        log "$t: sanity response to $T_URL sets a cookie:"
+        grep -i '^set-cookie:' "$TMP/sanity.headers" | cut -c 1-120 >&2
         FAILED=1
         return
     fi
@@ -431,11 +541,13 @@ measure() { # TARGET
             "${hdr_args[@]}" "$T_URL" || true
     fi
 
-    # Tokens are long and say nothing: the log shows their size only.
+    # Tokens and cookies are long and say nothing: the log shows their size only.
     local shown=() a
     for a in "${hdr_args[@]}"; do
         if [[ "$a" =~ ^(Authorization:\ Bearer\ )(.*)$ ]]; then
             shown+=("'${BASH_REMATCH[1]}<${#BASH_REMATCH[2]}-byte token>'")
+        elif [[ "$a" =~ ^(Cookie:\ )(.*)$ ]]; then
+            shown+=("'${BASH_REMATCH[1]}<${#BASH_REMATCH[2]}-byte session cookie>'")
         else
             shown+=("$a")
         fi
@@ -492,6 +604,8 @@ for t in "${TARGET_LIST[@]}"; do
     T_HDRS[$t]="$(printf '%s\n' "${T_HEADERS[@]}")"
     T_NOAUTH[$t]="$T_NOAUTH_STATUS"
 done
+# The test IdP was needed for start-up and sign-in only.
+stop_idp
 
 for t in "${TARGET_LIST[@]}"; do
     T_URL="${T_URLS[$t]}"
@@ -507,6 +621,15 @@ if [[ -n "$GATEWAY_PORT" ]]; then
     cache="$(curl -s --max-time 2 "http://127.0.0.1:$ADMIN_PORT/metrics" |
         awk '/^portcullis_token_cache_total[{]/ { printf "%s%s", sep, $0; sep = ", " }' || true)"
     [[ -z "$cache" ]] || log "token cache: $cache"
+    # The session target measures reads of a session that needs no refresh: a refresh during
+    # the run (the provider is stopped, so each attempt would fail and be retried) voids it.
+    refreshes="$(curl -s --max-time 2 "http://127.0.0.1:$ADMIN_PORT/metrics" |
+        awk '/^portcullis_session_refreshes_total[{]/ { n += $NF } END { print n + 0 }' || true)"
+    if [[ -n "$refreshes" && "$refreshes" != 0 ]]; then
+        log "the gateway refreshed sessions $refreshes time(s) during the runs: the session figures are void"
+        for t in "${TARGET_LIST[@]}"; do [[ "$t" != portcullis-session ]] || R_OK[$t]=false; done
+        FAILED=1
+    fi
 fi
 
 ratio() { # TARGET -> ratio of its rps to nginx's, or empty

@@ -74,19 +74,39 @@ pub struct ServerFile {
 pub enum ListenFile {
     /// Plain HTTP on `"IP:port"`.
     Plain(String),
-    /// TLS on `address` with a certificate chain and key in PEM files.
-    Tls(TlsListenFile),
+    /// A listener with settings: TLS (`cert` and `key`), or plain HTTP redirecting to HTTPS.
+    Detailed(ListenerFile),
 }
 
-/// A TLS listener.
+/// A listener with settings.
 #[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
-pub struct TlsListenFile {
+pub struct ListenerFile {
     /// `"IP:port"`.
     pub address: String,
-    /// Certificate chain, PEM.
+    /// TLS: the default certificate chain, PEM (leaf first). With `key`.
+    #[serde(default)]
+    pub cert: Option<String>,
+    /// TLS: the default certificate's private key, PEM.
+    #[serde(default)]
+    pub key: Option<String>,
+    /// TLS: more certificates, each chosen by SNI for the DNS names it holds (exact and
+    /// wildcard); the default certificate answers every other name.
+    #[serde(default)]
+    pub certificates: Vec<CertificateFile>,
+    /// Plain HTTP only: answer every request with a `308` redirect to `https://<host>:<port>`
+    /// (the port of a TLS listener; 443 is left out of the URL).
+    #[serde(default)]
+    pub redirect_to_https: Option<u16>,
+}
+
+/// A certificate and its key.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CertificateFile {
+    /// Certificate chain, PEM (leaf first).
     pub cert: String,
-    /// Private key, PEM.
+    /// Private key, PEM (PKCS#8, PKCS#1 or SEC1).
     pub key: String,
 }
 
@@ -293,6 +313,24 @@ pub struct UpstreamFile {
     /// Connect over TLS. Defaults to `false`.
     #[serde(default)]
     pub tls: bool,
+    /// TLS: the name sent as SNI and verified against the upstream's certificate. Required with
+    /// `tls: true` (targets are IP addresses).
+    #[serde(default)]
+    pub sni: Option<String>,
+    /// TLS: CA certificates (PEM) the upstream's certificate must chain to. Defaults to the
+    /// system's roots.
+    #[serde(default)]
+    pub ca_file: Option<String>,
+    /// TLS: a client certificate chain (PEM) presented to the upstream (mTLS). With `client_key`.
+    #[serde(default)]
+    pub client_cert: Option<String>,
+    /// TLS: the client certificate's private key (PEM).
+    #[serde(default)]
+    pub client_key: Option<String>,
+    /// TLS: DANGEROUS — accept any certificate for any name from this upstream. Defaults to
+    /// `false`; logged as a warning at every load.
+    #[serde(default)]
+    pub tls_insecure_skip_verify: bool,
     /// Connection set-up limit. Defaults to `2s`.
     #[serde(default)]
     pub connect_timeout: Option<String>,
@@ -356,10 +394,28 @@ pub struct RouteFile {
     /// Per-route override of `identity.access_token`.
     #[serde(default)]
     pub access_token: Option<String>,
+    /// `Strict-Transport-Security` on this route's answers to requests that came over TLS.
+    /// Optional.
+    #[serde(default)]
+    pub hsts: Option<HstsFile>,
     /// Origins (`https://spa.example.com`) allowed to read this route's 401/403 answers
     /// cross-origin (CORS, with credentials). Defaults to none.
     #[serde(default)]
     pub cors_origins: Vec<String>,
+}
+
+/// `routes[].hsts:`
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct HstsFile {
+    /// `max-age`, as a duration (`365d`). Required.
+    pub max_age: String,
+    /// Add `includeSubDomains`. Defaults to `false`.
+    #[serde(default)]
+    pub include_subdomains: bool,
+    /// Add `preload`. Defaults to `false`.
+    #[serde(default)]
+    pub preload: bool,
 }
 
 /// `routes[].match:`

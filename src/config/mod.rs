@@ -42,11 +42,24 @@ pub struct Config {
     pub routes: Vec<Route>,
 }
 
+/// A TLS listener.
+#[derive(Debug, Clone)]
+pub struct TlsListener {
+    /// Where.
+    pub address: SocketAddr,
+    /// Its certificates; the first is the default.
+    pub certs: Vec<Arc<crate::tls::LoadedCert>>,
+}
+
 /// `server:`
 #[derive(Debug, Clone)]
 pub struct ServerConfig {
     /// Plain-HTTP public listeners.
     pub listen: Vec<SocketAddr>,
+    /// TLS public listeners.
+    pub tls_listen: Vec<TlsListener>,
+    /// Plain listeners that redirect every request to HTTPS on this port.
+    pub https_redirects: Vec<(SocketAddr, u16)>,
     /// Admin listener.
     pub admin: SocketAddr,
     /// External URL, for redirect URIs.
@@ -232,6 +245,31 @@ pub struct UpstreamConfig {
     pub write_timeout: Duration,
     /// How long a failed target is skipped.
     pub fail_timeout: Duration,
+    /// TLS towards the targets.
+    pub tls: Option<Arc<UpstreamTls>>,
+}
+
+/// TLS towards an upstream.
+pub struct UpstreamTls {
+    /// SNI and the name verified.
+    pub sni: String,
+    /// Trusted CAs (DER); `None`: the system's roots.
+    pub ca: Option<Vec<Vec<u8>>>,
+    /// Client certificate chain and key (DER), for mTLS.
+    pub client: Option<(Vec<Vec<u8>>, Vec<u8>)>,
+    /// Verify the certificate and the name (off only by `tls_insecure_skip_verify`).
+    pub verify: bool,
+}
+
+impl fmt::Debug for UpstreamTls {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("UpstreamTls")
+            .field("sni", &self.sni)
+            .field("ca", &self.ca.as_ref().map(Vec::len))
+            .field("client", &self.client.is_some())
+            .field("verify", &self.verify)
+            .finish()
+    }
 }
 
 /// `identity:`

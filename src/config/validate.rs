@@ -16,7 +16,7 @@ use super::file::{self, FileConfig};
 use super::secret::{self, Secret};
 use super::{
     Config, IdentityConfig, ProviderConfig, RedisConfig, RedisTopology, ServerConfig, SessionStore,
-    SessionsConfig, TokenEndpointAuth, UpstreamConfig,
+    SessionsConfig, TlsListener, TokenEndpointAuth, UpstreamConfig, UpstreamTls,
 };
 use crate::routing::{AuthPolicy, HostMatch, MethodSet, PathMatch, Route, RouteMode, normalise};
 
@@ -136,18 +136,77 @@ impl Validator {
         if s.listen.is_empty() {
             self.err("server.listen", "at least one listener is needed");
         }
+        let mut tls_listen = Vec::new();
+        let mut https_redirects = Vec::new();
+        let now = crate::token::unix_now() as i64;
         for (i, l) in s.listen.iter().enumerate() {
             let path = format!("server.listen[{i}]");
             match l {
                 file::ListenFile::Plain(addr) => listen.extend(self.socket(&path, addr)),
-                file::ListenFile::Tls(_) => {
-                    self.err(path, "TLS listeners are not available yet in this build")
+                file::ListenFile::Detailed(d) => {
+                    let Some(address) = self.socket(&format!("{path}.address"), &d.address) else {
+                        continue;
+                    };
+                    match (&d.cert, &d.key, d.redirect_to_https) {
+                        (None, None, redirect) => {
+                            if !d.certificates.is_empty() {
+                                self.err(
+                                    format!("{path}.certificates"),
+                                    "SNI certificates need a default `cert` and `key`",
+                                );
+                            }
+                            listen.push(address);
+                            if let Some(port) = redirect {
+                                if port == 0 {
+                                    self.err(format!("{path}.redirect_to_https"), "must be a port");
+                                }
+                                https_redirects.push((address, port));
+                            }
+                        }
+                        (Some(cert), Some(key), None) => {
+                            let mut certs = Vec::new();
+                            let pairs = std::iter::once((
+                                cert.as_str(),
+                                key.as_str(),
+                                format!("{path}.cert"),
+                            ))
+                            .chain(
+                                d.certificates.iter().enumerate().map(|(j, c)| {
+                                    (
+                                        c.cert.as_str(),
+                                        c.key.as_str(),
+                                        format!("{path}.certificates[{j}].cert"),
+                                    )
+                                }),
+                            );
+                            for (cert, key, at) in pairs {
+                                match crate::tls::load_pair(cert, key, now) {
+                                    Ok(c) => certs.push(Arc::new(c)),
+                                    Err(e) => self.err(at, e),
+                                }
+                            }
+                            if certs.len() == d.certificates.len() + 1 {
+                                tls_listen.push(TlsListener { address, certs });
+                            }
+                        }
+                        (Some(_), Some(_), Some(_)) => self.err(
+                            format!("{path}.redirect_to_https"),
+                            "a TLS listener serves HTTPS itself; redirect from a plain one",
+                        ),
+                        _ => self.err(path.clone(), "a TLS listener needs both `cert` and `key`"),
+                    }
                 }
+            }
+        }
+        let mut seen = std::collections::HashSet::new();
+        for addr in listen.iter().chain(tls_listen.iter().map(|t| &t.address)) {
+            if !seen.insert(*addr) {
+                self.err("server.listen", format!("`{addr}` is listed twice"));
             }
         }
         let admin = self.socket("server.admin", &s.admin);
         if let Some(admin) = admin
-            && listen.contains(&admin)
+            && (listen.contains(&admin) || tls_listen.iter().any(|t| t.address == admin))
         {
             self.err(
                 "server.admin",
@@ -201,6 +260,8 @@ impl Validator {
         let port = admin.port();
         Some(ServerConfig {
             listen,
+            tls_listen,
+            https_redirects,
             admin,
             public_url,
             auth_prefix,
@@ -631,12 +692,7 @@ impl Validator {
                 .enumerate()
                 .filter_map(|(i, t)| self.socket(&format!("{base}.targets[{i}]"), t))
                 .collect();
-            if u.tls {
-                self.err(
-                    format!("{base}.tls"),
-                    "TLS upstreams are not available yet in this build",
-                );
-            }
+            let tls = self.upstream_tls(&base, u);
             let d = |v: &mut Self, key: &str, raw: &Option<String>, secs: u64| {
                 v.duration(
                     &format!("{base}.{key}"),
@@ -655,9 +711,90 @@ impl Validator {
                 read_timeout,
                 write_timeout,
                 fail_timeout,
+                tls,
             });
         }
         out
+    }
+
+    fn upstream_tls(&mut self, base: &str, u: &file::UpstreamFile) -> Option<Arc<UpstreamTls>> {
+        let at = |key: &str| format!("{base}.{key}");
+        if !u.tls {
+            for (key, given) in [
+                ("sni", u.sni.is_some()),
+                ("ca_file", u.ca_file.is_some()),
+                ("client_cert", u.client_cert.is_some()),
+                ("client_key", u.client_key.is_some()),
+                ("tls_insecure_skip_verify", u.tls_insecure_skip_verify),
+            ] {
+                if given {
+                    self.err(at(key), format!("`{key}` needs `tls: true`"));
+                }
+            }
+            return None;
+        }
+        let sni = match &u.sni {
+            Some(name)
+                if self
+                    .host_match(&at("sni"), Some(name))
+                    .is_some_and(|h| matches!(h, HostMatch::Exact(_))) =>
+            {
+                name.to_ascii_lowercase()
+            }
+            Some(_) => {
+                self.err(
+                    at("sni"),
+                    "must be a host name (the name the upstream's certificate is for)",
+                );
+                return None;
+            }
+            None => {
+                self.err(
+                    at("sni"),
+                    "`tls: true` needs `sni`: the name sent to the upstream and verified in its certificate",
+                );
+                return None;
+            }
+        };
+        let ca = match &u.ca_file {
+            None => None,
+            Some(path) => match crate::tls::load_ca(path) {
+                Ok(ca) => Some(ca),
+                Err(e) => {
+                    self.err(at("ca_file"), e);
+                    None
+                }
+            },
+        };
+        let client = match (&u.client_cert, &u.client_key) {
+            (None, None) => None,
+            (Some(cert), Some(key)) => match crate::tls::load_client(cert, key) {
+                Ok(c) => Some(c),
+                Err(e) => {
+                    self.err(at("client_cert"), e);
+                    None
+                }
+            },
+            _ => {
+                self.err(
+                    at("client_cert"),
+                    "give both `client_cert` and `client_key`",
+                );
+                None
+            }
+        };
+        if u.tls_insecure_skip_verify {
+            tracing::warn!(
+                upstream = base,
+                "tls_insecure_skip_verify: the upstream's certificate and name are NOT verified"
+            );
+        }
+        Some(Arc::new(UpstreamTls {
+            sni,
+            ca,
+            client,
+            verify: !u.tls_insecure_skip_verify,
+        }))
     }
 
     fn identity(&mut self, i: &file::IdentityFile) -> Option<IdentityConfig> {
@@ -866,11 +1003,29 @@ impl Validator {
                 ),
             }
         }
+        let hsts = r.hsts.as_ref().and_then(|h| {
+            let max_age = self.duration(&at("hsts.max_age"), Some(&h.max_age), Duration::ZERO);
+            let mut value = format!("max-age={}", max_age.as_secs());
+            if h.include_subdomains {
+                value.push_str("; includeSubDomains");
+            }
+            if h.preload {
+                if max_age < Duration::from_secs(31_536_000) || !h.include_subdomains {
+                    self.err(
+                        at("hsts.preload"),
+                        "`preload` needs `max_age` of at least 365d and `include_subdomains: true`",
+                    );
+                }
+                value.push_str("; preload");
+            }
+            http::HeaderValue::from_str(&value).ok()
+        });
         let mode = r.mode.map(|m| match m {
             file::ModeFile::Api => RouteMode::Api,
             file::ModeFile::Browser => RouteMode::Browser,
         });
         Some(Route {
+            hsts,
             mode,
             cors_origins: Arc::from(cors_origins),
             name: Arc::from(r.name.as_str()),

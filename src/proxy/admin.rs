@@ -70,7 +70,10 @@ impl ServeHttp for Admin {
                     reply(503, text, body.into_bytes())
                 }
             }
-            "/metrics" => reply(200, "text/plain; version=0.0.4", metrics::render()),
+            "/metrics" => {
+                crate::tls::update_expiry_metrics(crate::token::unix_now() as i64);
+                reply(200, "text/plain; version=0.0.4", metrics::render())
+            }
             _ => reply(404, text, b"not found\n".to_vec()),
         }
     }

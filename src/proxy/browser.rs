@@ -129,12 +129,20 @@ pub fn base_url(snap: &Snapshot, req: &Parts, trusted: bool) -> Option<String> {
     if !plausible {
         return None;
     }
-    let scheme = trusted
-        .then(|| req.headers.get("x-forwarded-proto"))
-        .flatten()
-        .and_then(|v| v.to_str().ok())
-        .filter(|p| *p == "https" || *p == "http")
-        .unwrap_or("http");
+    let tls = req
+        .extensions
+        .get::<crate::snapshot::Arrival>()
+        .is_some_and(|a| a.tls);
+    let scheme = if tls {
+        "https"
+    } else {
+        trusted
+            .then(|| req.headers.get("x-forwarded-proto"))
+            .flatten()
+            .and_then(|v| v.to_str().ok())
+            .filter(|p| *p == "https" || *p == "http")
+            .unwrap_or("http")
+    };
     Some(format!("{scheme}://{host}"))
 }
 
@@ -206,7 +214,7 @@ pub fn begin_sign_in(
     mut cookies: Vec<String>,
     now: u64,
 ) -> Answer {
-    let (Some(store), Some(sessions)) = (&snap.cookies, &snap.config.sessions) else {
+    let (Some(store), Some(sessions)) = (snap.cookies(req), &snap.config.sessions) else {
         return Answer::internal();
     };
     let mut pending = store.pending(&req.headers);
@@ -314,7 +322,7 @@ pub async fn authenticate(
         };
     }
     let (Some(cookies), Some(store), Some(sessions), Some(index)) = (
-        &snap.cookies,
+        snap.cookies(req),
         &snap.store,
         &snap.config.sessions,
         route.provider,

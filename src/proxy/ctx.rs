@@ -44,6 +44,8 @@ pub struct RequestCtx {
     pub set_cookies: Vec<String>,
     /// The session id, when a session authenticated the request.
     pub sid: Option<String>,
+    /// The request came over a TLS listener.
+    pub tls: bool,
 }
 
 impl RequestCtx {
@@ -67,6 +69,7 @@ impl RequestCtx {
             endpoint: None,
             set_cookies: Vec::new(),
             sid: None,
+            tls: false,
         }
     }
 

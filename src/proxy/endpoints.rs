@@ -64,7 +64,7 @@ pub async fn serve(
         // rotation period before it signs.
         return respond::json_bytes(session, snap.jwks(unix_now()), 300).await;
     }
-    let (Some(_), Some(_)) = (&snap.cookies, &snap.config.sessions) else {
+    let (Some(_), Some(_)) = (snap.cookies(session.req_header()), &snap.config.sessions) else {
         ctx.refusal = Some("no_sessions");
         return respond::json_error(
             session,
@@ -235,7 +235,7 @@ fn start(snap: &Snapshot, req: &Parts, trusted: bool, now: u64) -> Answer {
 
 /// `/callback?code=…&state=…`: completes a sign-in.
 async fn callback(snap: &Snapshot, req: &Parts, trusted: bool, now: u64) -> Answer {
-    let (Some(store), Some(sessions)) = (&snap.cookies, &snap.config.sessions) else {
+    let (Some(store), Some(sessions)) = (snap.cookies(req), &snap.config.sessions) else {
         return Answer::internal();
     };
     let Some(base) = base_url(snap, req, trusted) else {
@@ -386,7 +386,7 @@ fn count_sign_in(provider: &str, result: &str) {
 /// The live session of the request, whatever its provider.
 async fn live_session(snap: &Snapshot, req: &Parts, now: u64) -> Result<Loaded, StoreError> {
     let (Some(cookies), Some(store), Some(sessions)) =
-        (&snap.cookies, &snap.store, &snap.config.sessions)
+        (snap.cookies(req), &snap.store, &snap.config.sessions)
     else {
         return Ok(Loaded::default());
     };
@@ -443,7 +443,7 @@ async fn sign_out(
     trusted: bool,
     form: &[(String, String)],
 ) -> Answer {
-    let (Some(store), Some(sessions)) = (&snap.cookies, &snap.config.sessions) else {
+    let (Some(store), Some(sessions)) = (snap.cookies(req), &snap.config.sessions) else {
         return Answer::internal();
     };
     let now = unix_now();

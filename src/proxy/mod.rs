@@ -125,6 +125,18 @@ impl ProxyHttp for Gateway {
 
     async fn request_filter(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<bool> {
         let snap = self.state.load_full();
+        ctx.tls = session.digest().is_some_and(|d| d.ssl_digest.is_some());
+        session
+            .req_header_mut()
+            .extensions_mut()
+            .insert(crate::snapshot::Arrival { tls: ctx.tls });
+        if !ctx.tls
+            && let Some(port) = https_redirect(&snap, session)
+        {
+            ctx.snapshot = Some(snap);
+            ctx.refusal = Some("https_redirect");
+            return redirect_to_https(session, port).await.map(|()| true);
+        }
         ctx.client_ip = session
             .client_addr()
             .and_then(|a| a.as_inet())
@@ -220,7 +232,10 @@ impl ProxyHttp for Gateway {
             ctx.tried |= 1 << target;
         }
         ctx.target = Some((upstream, target));
-        let mut peer = HttpPeer::new(addr, false, String::new());
+        let mut peer = match &pool.config.tls {
+            None => HttpPeer::new(addr, false, String::new()),
+            Some(tls) => upstream_tls_peer(addr, upstream, tls),
+        };
         peer.options.connection_timeout = Some(pool.config.connect_timeout);
         peer.options.read_timeout = Some(pool.config.read_timeout);
         peer.options.write_timeout = Some(pool.config.write_timeout);
@@ -315,6 +330,16 @@ impl ProxyHttp for Gateway {
         }
         for cookie in ctx.set_cookies.drain(..) {
             resp.append_header(header::SET_COOKIE, cookie)?;
+        }
+        if ctx.tls
+            && let Some(hsts) = ctx
+                .snapshot
+                .as_ref()
+                .zip(ctx.route)
+                .and_then(|(s, i)| s.router.routes().get(i))
+                .and_then(|r| r.hsts.clone())
+        {
+            resp.insert_header(header::STRICT_TRANSPORT_SECURITY, hsts)?;
         }
         Ok(())
     }
@@ -501,7 +526,10 @@ fn set_forwarding(req: &mut RequestHeader, ctx: &RequestCtx) -> Result<()> {
         _ => peer,
     };
     req.insert_header("x-forwarded-for", xff)?;
-    if !(ctx.trusted && req.headers.contains_key("x-forwarded-proto")) {
+    if ctx.tls {
+        // Believed only from a trusted proxy, and never over what arrived on our TLS listener.
+        req.insert_header("x-forwarded-proto", "https")?;
+    } else if !(ctx.trusted && req.headers.contains_key("x-forwarded-proto")) {
         req.insert_header("x-forwarded-proto", "http")?;
     }
     let keep_host = ctx.trusted && req.headers.contains_key("x-forwarded-host");
@@ -532,6 +560,81 @@ fn set_target(req: &mut RequestHeader, ctx: &mut RequestCtx) -> Result<()> {
         .or_err(InternalError, "normalised path is a valid URI")?;
     req.set_uri(uri);
     Ok(())
+}
+
+/// A TLS peer for a target of upstream `upstream`: SNI and verification by `tls.sni`, its CAs
+/// and client certificate. The pool key includes the upstream, so connections made under one
+/// upstream's TLS settings are never reused for another's.
+fn upstream_tls_peer(
+    addr: std::net::SocketAddr,
+    upstream: usize,
+    tls: &crate::config::UpstreamTls,
+) -> HttpPeer {
+    use pingora::utils::tls::{CertKey, WrappedX509, parse_x509};
+    let mut peer = HttpPeer::new(addr, true, tls.sni.clone());
+    peer.options.verify_cert = tls.verify;
+    peer.options.verify_hostname = tls.verify;
+    if let Some(ca) = &tls.ca {
+        let certs: Vec<WrappedX509> = ca
+            .iter()
+            .map(|der| WrappedX509::new(der.clone(), parse_x509))
+            .collect();
+        peer.options.ca = Some(Arc::from(certs.into_boxed_slice()));
+    }
+    if let Some((chain, key)) = &tls.client {
+        peer.client_cert_key = Some(Arc::new(CertKey::new(chain.clone(), key.clone())));
+    }
+    peer.group_key = upstream as u64 + 1;
+    peer
+}
+
+/// The HTTPS port to redirect to, when the request came in on a plain listener that redirects.
+fn https_redirect(snap: &Snapshot, session: &Session) -> Option<u16> {
+    let local = session.server_addr()?.as_inet()?;
+    let redirects = &snap.config.server.https_redirects;
+    redirects
+        .iter()
+        .find(|(addr, _)| {
+            addr.port() == local.port() && (addr.ip().is_unspecified() || addr.ip() == local.ip())
+        })
+        .map(|(_, port)| *port)
+}
+
+/// Answers `308` to the same host, path and query over HTTPS on `port`.
+async fn redirect_to_https(session: &mut Session, port: u16) -> Result<()> {
+    let req = session.req_header();
+    let host = host_of(req, req.raw_path())
+        .ok()
+        .filter(|h| {
+            !h.is_empty()
+                && h.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"-.[]:".contains(&b))
+        })
+        .map(|h| h.into_owned());
+    let Some(host) = host else {
+        return respond::json_error(
+            session,
+            400,
+            "bad_request",
+            "a Host is needed to redirect to HTTPS",
+        )
+        .await;
+    };
+    let target = req
+        .uri
+        .path_and_query()
+        .map_or("/", |pq| pq.as_str())
+        .to_owned();
+    let location = if port == 443 {
+        format!("https://{host}{target}")
+    } else {
+        format!("https://{host}:{port}{target}")
+    };
+    let mut resp = ResponseHeader::build(308, Some(3))?;
+    resp.insert_header(header::LOCATION, location)?;
+    resp.insert_header(header::CONTENT_LENGTH, "0")?;
+    resp.insert_header(header::CACHE_CONTROL, "no-store")?;
+    session.write_response_header(Box::new(resp), true).await
 }
 
 fn is_connect_error(etype: &ErrorType) -> bool {

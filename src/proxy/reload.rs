@@ -49,6 +49,31 @@ impl Reloader {
                         "listener and thread changes take effect only after a restart or upgrade"
                     );
                 }
+                let old_tls: Vec<_> = old
+                    .config
+                    .server
+                    .tls_listen
+                    .iter()
+                    .map(|t| t.address)
+                    .collect();
+                let new_tls: Vec<_> = snapshot
+                    .config
+                    .server
+                    .tls_listen
+                    .iter()
+                    .map(|t| t.address)
+                    .collect();
+                if old_tls != new_tls {
+                    tracing::warn!(
+                        "TLS listener changes take effect only after a restart or upgrade"
+                    );
+                }
+                // New certificates for the listeners that exist: the next handshakes use them.
+                for listener in &snapshot.config.server.tls_listen {
+                    if old_tls.contains(&listener.address) {
+                        crate::tls::resolver(listener.address, &listener.certs);
+                    }
+                }
                 let routes = snapshot.router.routes().len();
                 self.state.store(Arc::new(snapshot));
                 metrics::RELOADS.with_label_values(&["success"]).inc();

@@ -126,6 +126,7 @@ mod tests {
             access_token: None,
             mode: None,
             cors_origins: Arc::from(Vec::new()),
+            hsts: None,
             policy: Arc::new(crate::policy::Policy::any_authenticated()),
         }
     }

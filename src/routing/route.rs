@@ -175,6 +175,8 @@ pub struct Route {
     pub mode: Option<RouteMode>,
     /// Origins (`scheme://host[:port]`, lower-case) allowed to read refusals cross-origin.
     pub cors_origins: Arc<[String]>,
+    /// `Strict-Transport-Security` for answers to requests that came over TLS.
+    pub hsts: Option<http::HeaderValue>,
 }
 
 /// A route's forced answer to unauthenticated requests.

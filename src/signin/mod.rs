@@ -347,7 +347,12 @@ impl SignInProvider {
         {
             return Err(FlowError::NoIdentity);
         }
-        let granted = tokens.scope.clone().unwrap_or_else(|| self.scope.clone());
+        // RFC 6749 §5.1: no (or an empty) `scope` means the requested scopes were granted.
+        let granted = tokens
+            .scope
+            .clone()
+            .filter(|s| !s.trim().is_empty())
+            .unwrap_or_else(|| self.scope.clone());
         claims.insert("scope".into(), Value::String(granted));
         let mut session = SessionData::new(&self.name, claims, now);
         session.access_expires = tokens.expires_in.map(|s| now + s);
@@ -460,7 +465,7 @@ impl SignInProvider {
             }
             next.id_token = Some(id_token.clone());
         }
-        if let Some(scope) = tokens.scope {
+        if let Some(scope) = tokens.scope.filter(|s| !s.trim().is_empty()) {
             next.claims.insert("scope".into(), Value::String(scope));
         }
         next.access_expires = tokens.expires_in.map(|s| now + s);

@@ -94,6 +94,7 @@ mod tests {
             read_timeout: Duration::from_secs(1),
             write_timeout: Duration::from_secs(1),
             fail_timeout: Duration::from_secs(60),
+            tls: None,
         })
     }
 

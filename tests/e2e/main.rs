@@ -16,4 +16,5 @@ mod reload;
 mod routing;
 mod session;
 mod support;
+mod tls;
 mod upstream;

@@ -24,6 +24,9 @@ pub struct ServerOptions {
     /// The public listener; `None`: a free port on 127.0.0.1. Set it when the address must be
     /// known before the gateway starts (a provider's redirect URI names it).
     pub listen: Option<SocketAddr>,
+    /// More `server.listen` entries, as YAML list items indented by four spaces (TLS listeners,
+    /// redirect listeners).
+    pub extra_listeners: String,
 }
 
 /// A running gateway; killed (SIGTERM, then SIGKILL) when dropped.
@@ -69,7 +72,8 @@ impl Gateway {
             .collect::<Vec<_>>()
             .join(", ");
         let server_block = format!(
-            "server:\n  listen: [\"{listen}\"]\n  admin: \"{admin}\"\n  trusted_proxies: [{trusted}]\n  threads: 2\n  drain_timeout: 1s\n  pid_file: \"{pid}\"\n  upgrade_sock: \"{sock}\"\n",
+            "server:\n  listen:\n    - \"{listen}\"\n{extra}  admin: \"{admin}\"\n  trusted_proxies: [{trusted}]\n  threads: 2\n  drain_timeout: 1s\n  pid_file: \"{pid}\"\n  upgrade_sock: \"{sock}\"\n",
+            extra = options.extra_listeners,
             pid = dir.path().join("portcullis.pid").display(),
             sock = dir.path().join("portcullis.sock").display(),
         );

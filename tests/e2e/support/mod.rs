@@ -2,6 +2,7 @@
 //! client for requests an HTTP library would rewrite, and small polling helpers.
 
 pub mod browser;
+pub mod certs;
 pub mod echo;
 pub mod gateway;
 pub mod idp;

@@ -511,3 +511,65 @@ routes:
     assert_eq!(status, 400, "nginx refuses a missing client certificate");
     assert!(gateway.stderr().contains("tls_insecure_skip_verify"));
 }
+
+#[test]
+fn bad_tls_material_is_a_config_error_naming_the_file_and_key() {
+    let ca = TestCa::new("check-ca");
+    let good = ca.issue("good", &["good.test"], 1, false);
+    let other = ca.issue("other", &["other.test"], 1, false);
+    let expired = ca.issue("expired", &["old.test"], 0, false);
+    let cases = [
+        (
+            format!(
+                "{{address: \"127.0.0.1:8443\", cert: \"/nonexistent/cert.pem\", key: {}}}",
+                yaml_path(&good.key)
+            ),
+            "server.listen[0].cert",
+            "cannot read",
+        ),
+        (
+            format!(
+                "{{address: \"127.0.0.1:8443\", cert: {}, key: {}}}",
+                yaml_path(&expired.cert),
+                yaml_path(&expired.key)
+            ),
+            "server.listen[0].cert",
+            "expired",
+        ),
+        (
+            format!(
+                "{{address: \"127.0.0.1:8443\", cert: {}, key: {}}}",
+                yaml_path(&good.cert),
+                yaml_path(&other.key)
+            ),
+            "server.listen[0].cert",
+            "does not fit",
+        ),
+        (
+            format!(
+                "{{address: \"127.0.0.1:8443\", cert: {}}}",
+                yaml_path(&good.cert)
+            ),
+            "server.listen[0]",
+            "needs both `cert` and `key`",
+        ),
+    ];
+    for (listener, key, message) in cases {
+        let yaml = format!(
+            "server:\n  listen:\n    - {listener}\n  admin: \"127.0.0.1:19090\"\nupstreams:\n  app: {{targets: [\"127.0.0.1:9\"]}}\nroutes:\n  - {{name: app, upstream: app, auth: public}}\n"
+        );
+        let (code, out) = crate::support::check(&yaml);
+        assert_eq!(code, 1, "{out}");
+        assert!(
+            out.contains("FILE:3:") && out.contains(key) && out.contains(message),
+            "expected `{key}` and `{message}` at line 3: {out}"
+        );
+    }
+    let upstream = "server:\n  listen: [\"127.0.0.1:8080\"]\n  admin: \"127.0.0.1:19090\"\nupstreams:\n  app: {targets: [\"127.0.0.1:9\"], tls: true}\nroutes:\n  - {name: app, upstream: app, auth: public}\n";
+    let (code, out) = crate::support::check(upstream);
+    assert_eq!(code, 1);
+    assert!(
+        out.contains("upstreams.app.sni") && out.contains("needs `sni`"),
+        "{out}"
+    );
+}

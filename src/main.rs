@@ -178,7 +178,11 @@ fn proxy_shard(
     let mut options = HttpServerOptions::default();
     options.h2c = h2c;
     proxy.server_options = Some(options);
-    let mut service = Service::new(format!("portcullis-{shard}"), Counted(Arc::new(proxy)));
+    let max_connections = state.load().config.server.limits.max_connections;
+    let mut service = Service::new(
+        format!("portcullis-{shard}"),
+        Counted(Arc::new(proxy), max_connections),
+    );
     service.threads = Some(1);
     for addr in listen {
         let mut socket = TcpSocketOptions::default();

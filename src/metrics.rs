@@ -235,6 +235,17 @@ pub static TLS_EXPIRY: LazyLock<prometheus::GaugeVec> = LazyLock::new(|| {
     )
 });
 
+/// Client connections closed at once because `server.limits.max_connections` were open.
+pub static CONNECTIONS_REFUSED: LazyLock<IntCounter> = LazyLock::new(|| {
+    register(
+        IntCounter::new(
+            "portcullis_connections_refused_total",
+            "Client connections closed at once because server.limits.max_connections were open.",
+        )
+        .expect("static metric definition"),
+    )
+});
+
 /// Registers every metric, so `/metrics` lists them before the first request.
 pub fn init() {
     LazyLock::force(&REQUESTS);
@@ -255,6 +266,7 @@ pub fn init() {
     LazyLock::force(&SESSION_REFRESHES);
     LazyLock::force(&BACKCHANNEL_LOGOUTS);
     LazyLock::force(&TLS_EXPIRY);
+    LazyLock::force(&CONNECTIONS_REFUSED);
     for result in ["success", "failure"] {
         RELOADS.with_label_values(&[result]);
     }

@@ -66,6 +66,35 @@ pub struct ServerFile {
     /// pingora's graceful-upgrade socket. Defaults to `/tmp/portcullis-<admin port>.sock`.
     #[serde(default)]
     pub upgrade_sock: Option<String>,
+    /// Limits on what clients send. Every field has a safe default.
+    #[serde(default)]
+    pub limits: LimitsFile,
+}
+
+/// `server.limits:` over a limit, the request is answered by the gateway (431, 414, 408) and
+/// counted in `portcullis_refused_requests_total` by reason.
+#[derive(Debug, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct LimitsFile {
+    /// Most bytes of request line and headers together. Defaults to `32768`; over it: 431.
+    #[serde(default)]
+    pub max_header_bytes: Option<usize>,
+    /// Most request headers. Defaults to `100`; over it: 431.
+    #[serde(default)]
+    pub max_headers: Option<usize>,
+    /// Longest request target (path and query). Defaults to `8192`; over it: 414.
+    #[serde(default)]
+    pub max_uri_bytes: Option<usize>,
+    /// Most bytes of `Cookie` headers together. Defaults to `16384` (room for a four-chunk
+    /// session); over it: 431.
+    #[serde(default)]
+    pub max_cookie_bytes: Option<usize>,
+    /// Longest wait for each read of a request body from the client. Defaults to `30s`.
+    #[serde(default)]
+    pub client_body_timeout: Option<String>,
+    /// Most open client connections per process; more are closed at once. Defaults to `10000`.
+    #[serde(default)]
+    pub max_connections: Option<usize>,
 }
 
 /// One public listener.

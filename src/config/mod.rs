@@ -80,6 +80,25 @@ pub struct ServerConfig {
     pub pid_file: String,
     /// pingora's graceful-upgrade socket.
     pub upgrade_sock: String,
+    /// Limits on what clients send.
+    pub limits: Limits,
+}
+
+/// `server.limits:`
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// Request line and headers, bytes.
+    pub max_header_bytes: usize,
+    /// Header count.
+    pub max_headers: usize,
+    /// Request target, bytes.
+    pub max_uri_bytes: usize,
+    /// `Cookie` headers, bytes.
+    pub max_cookie_bytes: usize,
+    /// Per-read client body timeout.
+    pub client_body_timeout: Duration,
+    /// Open client connections per process.
+    pub max_connections: usize,
 }
 
 /// `providers.<name>:`

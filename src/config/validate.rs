@@ -256,6 +256,47 @@ impl Validator {
             s.drain_timeout.as_deref(),
             Duration::from_secs(10),
         );
+        let l = &s.limits;
+        let mut bounded = |key: &str, v: Option<usize>, default: usize, min: usize, max: usize| {
+            let v = v.unwrap_or(default);
+            if !(min..=max).contains(&v) {
+                self.err(
+                    format!("server.limits.{key}"),
+                    format!("must be between {min} and {max}"),
+                );
+            }
+            v
+        };
+        let max_header_bytes = bounded(
+            "max_header_bytes",
+            l.max_header_bytes,
+            32_768,
+            1_024,
+            1_048_575,
+        );
+        let max_headers = bounded("max_headers", l.max_headers, 100, 8, 256);
+        let max_uri_bytes = bounded("max_uri_bytes", l.max_uri_bytes, 8_192, 256, 1_048_575);
+        let max_cookie_bytes = bounded(
+            "max_cookie_bytes",
+            l.max_cookie_bytes,
+            16_384,
+            1_024,
+            1_048_575,
+        );
+        let max_connections = bounded("max_connections", l.max_connections, 10_000, 1, 10_000_000);
+        let client_body_timeout = self.duration(
+            "server.limits.client_body_timeout",
+            l.client_body_timeout.as_deref(),
+            Duration::from_secs(30),
+        );
+        let limits = super::Limits {
+            max_header_bytes,
+            max_headers,
+            max_uri_bytes,
+            max_cookie_bytes,
+            client_body_timeout,
+            max_connections,
+        };
         let admin = admin?;
         let port = admin.port();
         Some(ServerConfig {
@@ -278,6 +319,7 @@ impl Validator {
                 .upgrade_sock
                 .clone()
                 .unwrap_or_else(|| format!("/tmp/portcullis-{port}.sock")),
+            limits,
         })
     }
 

@@ -12,7 +12,9 @@ use crate::metrics::OPEN_CONNECTIONS;
 /// Wraps a server app; `portcullis_open_connections` counts the connections inside it.
 /// pingora's HTTP apps serve a whole connection (every keep-alive request, or the whole HTTP/2
 /// session) in one `process_new` call, so the gauge follows connections, not requests.
-pub struct Counted<A>(pub Arc<A>);
+/// Beyond `max`, new connections are closed at once (counted in
+/// `portcullis_connections_refused_total`).
+pub struct Counted<A>(pub Arc<A>, pub usize);
 
 struct Open;
 
@@ -37,6 +39,10 @@ impl<A: ServerApp + Send + Sync + 'static> ServerApp for Counted<A> {
         shutdown: &ShutdownWatch,
     ) -> Option<Stream> {
         let _open = Open::new();
+        if OPEN_CONNECTIONS.get() > self.1 as i64 {
+            crate::metrics::CONNECTIONS_REFUSED.inc();
+            return None;
+        }
         self.0.process_new(stream, shutdown).await
     }
 

@@ -32,7 +32,7 @@ use crate::access_log;
 use crate::identity::claims::{ClaimNames, identity_headers};
 use crate::identity::{CookieAction, StripReason};
 use crate::metrics;
-use crate::routing::{AuthPolicy, Route, admit, endpoint, host_of, normalise_host};
+use crate::routing::{AuthPolicy, Route, admit, endpoint, host_of, normalise_host, over_limits};
 use crate::signin::refresh::Refreshes;
 use crate::snapshot::{SharedSnapshot, Snapshot};
 use crate::token::{Verified, unix_now};
@@ -130,6 +130,20 @@ impl ProxyHttp for Gateway {
             .req_header_mut()
             .extensions_mut()
             .insert(crate::snapshot::Arrival { tls: ctx.tls });
+        let limits = snap.config.server.limits;
+        let req = session.req_header();
+        if let Some(r) = over_limits(&limits, req, req.raw_path()) {
+            ctx.refusal = Some(r.reason);
+            ctx.snapshot = Some(snap);
+            metrics::REFUSED
+                .with_label_values(&[ctx.route_name(), r.reason])
+                .inc();
+            // The connection is not reused after a refused head.
+            session.set_keepalive(None);
+            respond::json_error(session, r.status, r.code, r.message).await?;
+            return Ok(true);
+        }
+        session.set_read_timeout(Some(limits.client_body_timeout));
         if !ctx.tls
             && let Some(port) = https_redirect(&snap, session)
         {
@@ -370,6 +384,8 @@ impl ProxyHttp for Gateway {
                 }
                 ErrorSource::Downstream => match etype {
                     WriteError | ReadError | ConnectionClosed => 0,
+                    // A client slower than `limits.client_body_timeout`.
+                    ReadTimedout => 408,
                     _ => 400,
                 },
                 ErrorSource::Internal | ErrorSource::Unset => 500,

@@ -175,6 +175,7 @@ pub fn failure_body(status: u16) -> (&'static str, &'static str) {
         503 => ("service_unavailable", "service unavailable"),
         504 => ("gateway_timeout", "upstream timed out"),
         400 => ("bad_request", "malformed request"),
+        408 => ("request_timeout", "the request body did not arrive in time"),
         _ => ("internal_error", "internal error"),
     }
 }

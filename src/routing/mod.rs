@@ -14,7 +14,7 @@ use std::collections::HashMap;
 use http::Method;
 
 pub use path::{NormalPath, PathError, normalise};
-pub use request::{Admission, Refusal, admit, endpoint, host_of};
+pub use request::{Admission, Refusal, admit, endpoint, host_of, over_limits};
 pub use route::{AuthPolicy, HostMatch, MethodSet, PathMatch, Route, RouteMode};
 
 /// The compiled route table.

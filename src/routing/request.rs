@@ -108,6 +108,59 @@ pub fn admit<'a>(
     })
 }
 
+/// Checks a request's head against `server.limits`: the refusal when one is exceeded.
+pub fn over_limits(
+    limits: &crate::config::Limits,
+    req: &Parts,
+    raw_target: &[u8],
+) -> Option<Refusal> {
+    const fn refusal(status: u16, message: &'static str, reason: &'static str) -> Refusal {
+        Refusal {
+            status,
+            code: if status == 414 {
+                "uri_too_long"
+            } else {
+                "request_header_fields_too_large"
+            },
+            message,
+            reason,
+        }
+    }
+    if raw_target.len() > limits.max_uri_bytes {
+        return Some(refusal(
+            414,
+            "the request target is too long",
+            "uri_too_long",
+        ));
+    }
+    if req.headers.len() > limits.max_headers {
+        return Some(refusal(431, "too many request headers", "too_many_headers"));
+    }
+    let mut head = req.method.as_str().len() + raw_target.len() + 12;
+    let mut cookies = 0;
+    for (name, value) in &req.headers {
+        head += name.as_str().len() + value.len() + 4;
+        if name == header::COOKIE {
+            cookies += value.len() + 2;
+        }
+    }
+    if head > limits.max_header_bytes {
+        return Some(refusal(
+            431,
+            "the request headers are too large",
+            "headers_too_large",
+        ));
+    }
+    if cookies > limits.max_cookie_bytes {
+        return Some(refusal(
+            431,
+            "the cookies are too large",
+            "cookies_too_large",
+        ));
+    }
+    None
+}
+
 /// The host of a request (normalised), with the same checks as [`admit`]: absolute-form target
 /// and `Host` must agree, no user information, one `Host` header.
 pub fn host_of<'a>(req: &'a Parts, raw_target: &'a [u8]) -> Result<Cow<'a, str>, Refusal> {
@@ -186,6 +239,54 @@ fn is_websocket(method: &Method, headers: &HeaderMap) -> bool {
     method == Method::GET
         && has_token(headers, header::UPGRADE, "websocket")
         && has_token(headers, header::CONNECTION, "upgrade")
+}
+
+#[cfg(test)]
+mod limit_tests {
+    use super::*;
+    use crate::config::Limits;
+    use std::time::Duration;
+
+    #[test]
+    fn limits_refuse_long_targets_many_or_large_headers_and_cookies() {
+        let limits = Limits {
+            max_header_bytes: 2_000,
+            max_headers: 10,
+            max_uri_bytes: 300,
+            max_cookie_bytes: 1_100,
+            client_body_timeout: Duration::from_secs(1),
+            max_connections: 1,
+        };
+        let build = |target: &str, headers: &[(&str, String)]| {
+            let mut b = http::Request::builder().uri(target);
+            for (n, v) in headers {
+                b = b.header(*n, v.as_str());
+            }
+            b.body(()).expect("a request").into_parts().0
+        };
+        let check = |target: &str, headers: &[(&str, String)]| {
+            let parts = build(target, headers);
+            over_limits(&limits, &parts, target.as_bytes()).map(|r| (r.status, r.reason))
+        };
+        assert_eq!(check("/ok", &[("x-a", "1".into())]), None);
+        assert_eq!(
+            check(&format!("/{}", "a".repeat(300)), &[]),
+            Some((414, "uri_too_long"))
+        );
+        let many: Vec<(&str, String)> = (0..11).map(|_| ("x-many", "1".to_string())).collect();
+        assert_eq!(check("/", &many), Some((431, "too_many_headers")));
+        assert_eq!(
+            check("/", &[("x-big", "b".repeat(2_000))]),
+            Some((431, "headers_too_large"))
+        );
+        assert_eq!(
+            check(
+                "/",
+                &[("cookie", "c".repeat(600)), ("cookie", "d".repeat(600))]
+            ),
+            Some((431, "cookies_too_large"))
+        );
+    }
 }
 
 #[cfg(test)]

@@ -10,6 +10,7 @@ mod browser_smoke;
 mod config_errors;
 mod headers;
 mod idp_smoke;
+mod limits;
 mod paths;
 mod protocols;
 mod reload;

@@ -27,6 +27,8 @@ pub struct ServerOptions {
     /// More `server.listen` entries, as YAML list items indented by four spaces (TLS listeners,
     /// redirect listeners).
     pub extra_listeners: String,
+    /// More `server:` keys, as YAML lines indented by two spaces (`limits:` …).
+    pub extra_server: String,
 }
 
 /// A running gateway; killed (SIGTERM, then SIGKILL) when dropped.
@@ -72,8 +74,9 @@ impl Gateway {
             .collect::<Vec<_>>()
             .join(", ");
         let server_block = format!(
-            "server:\n  listen:\n    - \"{listen}\"\n{extra}  admin: \"{admin}\"\n  trusted_proxies: [{trusted}]\n  threads: 2\n  drain_timeout: 1s\n  pid_file: \"{pid}\"\n  upgrade_sock: \"{sock}\"\n",
+            "server:\n  listen:\n    - \"{listen}\"\n{extra}  admin: \"{admin}\"\n  trusted_proxies: [{trusted}]\n  threads: 2\n  drain_timeout: 1s\n  pid_file: \"{pid}\"\n  upgrade_sock: \"{sock}\"\n{extra_server}",
             extra = options.extra_listeners,
+            extra_server = options.extra_server,
             pid = dir.path().join("portcullis.pid").display(),
             sock = dir.path().join("portcullis.sock").display(),
         );

@@ -8,6 +8,7 @@
 mod bearer;
 mod browser_smoke;
 mod config_errors;
+mod faults;
 mod headers;
 mod idp_smoke;
 mod limits;

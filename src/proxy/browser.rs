@@ -86,6 +86,21 @@ impl Answer {
         }
     }
 
+    /// The session store cannot be reached: 503.
+    pub fn store_down() -> Self {
+        Answer::Json {
+            denied: Denied {
+                status: 503,
+                code: "temporarily_unavailable",
+                description: "the session store is unavailable",
+                challenge: None,
+                reason: "store_unavailable",
+            },
+            cookies: Vec::new(),
+            cors: None,
+        }
+    }
+
     /// An internal inconsistency, answered 500.
     pub fn internal() -> Self {
         Answer::Json {
@@ -289,6 +304,30 @@ fn unauthenticated(
     }
 }
 
+/// Authenticates a request by its bearer token (a `bearer` route, or a `session_or_bearer` route
+/// that was sent one); refusals readable by `cors`.
+pub async fn bearer(
+    snap: &Snapshot,
+    route: &Route,
+    req: &Parts,
+    path: &str,
+    cors: Option<String>,
+) -> Result<Passed, Answer> {
+    match auth::bearer(snap, route, req, path).await {
+        Ok((identity, token)) => Ok(Passed {
+            identity,
+            access_token: route.access_token.is_some().then(|| token.to_owned()),
+            cookies: Vec::new(),
+            sid: None,
+        }),
+        Err(denied) => Err(Answer::Json {
+            denied,
+            cookies: Vec::new(),
+            cors,
+        }),
+    }
+}
+
 /// Authenticates a request to a `session` or `session_or_bearer` route. `path` is the normalised
 /// path; `base` the browser-facing origin (for redirects); `redirects` false for forward-auth,
 /// which answers 401 where a navigation would be redirected.
@@ -306,20 +345,7 @@ pub async fn authenticate(
     if route.auth == AuthPolicy::SessionOrBearer
         && !matches!(extract_bearer(&req.headers, req.uri.query()), Ok(None))
     {
-        let cors = cors_origin(route, req);
-        return match auth::bearer(snap, route, req, path).await {
-            Ok((identity, token)) => Ok(Passed {
-                identity,
-                access_token: route.access_token.is_some().then(|| token.to_owned()),
-                cookies: Vec::new(),
-                sid: None,
-            }),
-            Err(denied) => Err(Answer::Json {
-                denied,
-                cookies: Vec::new(),
-                cors,
-            }),
-        };
+        return bearer(snap, route, req, path, cors_origin(route, req)).await;
     }
     let (Some(cookies), Some(store), Some(sessions), Some(index)) = (
         snap.cookies(req),
@@ -467,17 +493,11 @@ pub fn store_unavailable(route: &Route, req: &Parts, redirects: bool, e: &StoreE
             reason: "store_unavailable",
         };
     }
-    Answer::Json {
-        denied: Denied {
-            status: 503,
-            code: "temporarily_unavailable",
-            description: "the session store is unavailable",
-            challenge: None,
-            reason: "store_unavailable",
-        },
-        cookies: Vec::new(),
-        cors: cors_origin(route, req),
+    let mut answer = Answer::store_down();
+    if let Answer::Json { cors, .. } = &mut answer {
+        *cors = cors_origin(route, req);
     }
+    answer
 }
 
 /// One refresh of `session` at the provider, counted once. With the Redis store it is also

@@ -79,7 +79,7 @@ pub async fn serve(
     let answer = match label {
         "start" => start(snap, &req, ctx.trusted, now),
         "callback" => callback(snap, &req, ctx.trusted, now).await,
-        "sign_out" => {
+        "sign_out" | "backchannel_logout" => {
             let form = if method == Method::POST {
                 match read_form(session).await {
                     Some(f) => f,
@@ -97,22 +97,13 @@ pub async fn serve(
             } else {
                 Vec::new()
             };
-            sign_out(snap, &req, ctx.trusted, &form).await
+            if label == "sign_out" {
+                sign_out(snap, &req, ctx.trusted, &form).await
+            } else {
+                backchannel_logout(snap, &form, now).await
+            }
         }
         "userinfo" => userinfo(snap, &req, now).await,
-        "backchannel_logout" => {
-            let Some(form) = read_form(session).await else {
-                ctx.refusal = Some("form");
-                return respond::json_error(
-                    session,
-                    413,
-                    "payload_too_large",
-                    "the form is too large",
-                )
-                .await;
-            };
-            backchannel_logout(snap, &form, now).await
-        }
         _ => forward_auth(refreshes, snap, &req, ctx, now).await,
     };
     ctx.refusal = Some(answer.reason());
@@ -401,17 +392,7 @@ async fn live_session(snap: &Snapshot, req: &Parts, now: u64) -> Result<Loaded, 
 }
 
 fn store_down() -> Answer {
-    Answer::Json {
-        denied: auth::Denied {
-            status: 503,
-            code: "temporarily_unavailable",
-            description: "the session store is unavailable",
-            challenge: None,
-            reason: "store_unavailable",
-        },
-        cookies: Vec::new(),
-        cors: None,
-    }
+    Answer::store_down()
 }
 
 /// Whether a sign-out POST comes from the gateway's own pages: fetch metadata or `Origin` say
@@ -624,20 +605,9 @@ async fn forward_auth(
                 cookies: Vec::new(),
             };
         }
-        AuthPolicy::Bearer => match auth::bearer(snap, route, &original, &path).await {
-            Ok((identity, token)) => browser::Passed {
-                identity,
-                access_token: route.access_token.is_some().then(|| token.to_owned()),
-                cookies: Vec::new(),
-                sid: None,
-            },
-            Err(denied) => {
-                return Answer::Json {
-                    denied,
-                    cookies: Vec::new(),
-                    cors: None,
-                };
-            }
+        AuthPolicy::Bearer => match browser::bearer(snap, route, &original, &path, None).await {
+            Ok(p) => p,
+            Err(answer) => return answer,
         },
         AuthPolicy::Session | AuthPolicy::SessionOrBearer => {
             match browser::authenticate(refreshes, snap, route, &original, &path, None, false, now)

@@ -67,19 +67,7 @@ impl Gateway {
         let path = ctx.rewritten_path.as_deref().unwrap_or(req.uri.path());
         let outcome = match route.auth {
             AuthPolicy::Public => return None,
-            AuthPolicy::Bearer => match auth::bearer(snap, route, req, path).await {
-                Ok((identity, token)) => Ok(browser::Passed {
-                    identity,
-                    access_token: route.access_token.is_some().then(|| token.to_owned()),
-                    cookies: Vec::new(),
-                    sid: None,
-                }),
-                Err(denied) => Err(Answer::Json {
-                    denied,
-                    cookies: Vec::new(),
-                    cors: None,
-                }),
-            },
+            AuthPolicy::Bearer => browser::bearer(snap, route, req, path, None).await,
             AuthPolicy::Session | AuthPolicy::SessionOrBearer => {
                 let base = browser::base_url(snap, req, ctx.trusted);
                 browser::authenticate(

@@ -5,7 +5,6 @@
 
 use std::net::{SocketAddr, TcpStream};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -17,7 +16,7 @@ use x509_parser::prelude::{FromDer, X509Certificate};
 
 use crate::support::certs::{Leaf, TestCa};
 use crate::support::echo::Echoed;
-use crate::support::gateway::stop_child;
+use crate::support::nginx::Nginx;
 use crate::support::{EchoBackend, Gateway, ServerOptions, free_port};
 
 /// Accepts any server certificate: these tests look at WHICH certificate is served.
@@ -383,76 +382,26 @@ async fn certificates_reload_under_traffic_and_a_bad_one_is_refused() {
 }
 
 /// An nginx serving HTTPS with `cert`, optionally requiring a client certificate from `ca`.
-struct HttpsBackend {
-    child: Child,
-    addr: SocketAddr,
-    _dir: tempfile::TempDir,
-}
-
-impl HttpsBackend {
-    async fn start(cert: &Leaf, client_ca: Option<&Path>) -> Self {
-        let dir = tempfile::tempdir().expect("tmp");
-        let addr = SocketAddr::from(([127, 0, 0, 1], free_port()));
-        let d = dir.path().display();
-        let verify = match client_ca {
-            Some(ca) => format!(
-                "ssl_client_certificate {}; ssl_verify_client on;",
-                ca.display()
-            ),
-            None => String::new(),
-        };
-        let conf = format!(
-            r#"daemon off; worker_processes 1; pid {d}/nginx.pid; error_log {d}/error.log;
-events {{ worker_connections 64; }}
-http {{
-  access_log off;
-  client_body_temp_path {d}/b; proxy_temp_path {d}/p; fastcgi_temp_path {d}/f; uwsgi_temp_path {d}/u; scgi_temp_path {d}/s;
-  server {{
+async fn https_backend(cert: &Leaf, client_ca: Option<&Path>) -> (Nginx, SocketAddr) {
+    let addr = SocketAddr::from(([127, 0, 0, 1], free_port()));
+    let verify = match client_ca {
+        Some(ca) => format!(
+            "ssl_client_certificate {}; ssl_verify_client on;",
+            ca.display()
+        ),
+        None => String::new(),
+    };
+    let servers = format!(
+        r#"  server {{
     listen {addr} ssl;
     ssl_certificate {}; ssl_certificate_key {};
     {verify}
     location / {{ default_type text/plain; return 200 "tls-backend sni=$ssl_server_name client=$ssl_client_s_dn"; }}
-  }}
-}}
-"#,
-            cert.cert.display(),
-            cert.key.display()
-        );
-        std::fs::write(dir.path().join("nginx.conf"), conf).expect("conf");
-        let nginx = ["/usr/sbin/nginx", "/usr/local/sbin/nginx"]
-            .iter()
-            .find(|p| Path::new(p).exists())
-            .copied()
-            .unwrap_or("nginx");
-        let child = Command::new(nginx)
-            .arg("-p")
-            .arg(dir.path())
-            .arg("-c")
-            .arg(dir.path().join("nginx.conf"))
-            .arg("-e")
-            .arg(dir.path().join("error.log"))
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("nginx runs");
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while tokio::net::TcpStream::connect(addr).await.is_err() {
-            assert!(Instant::now() < deadline, "nginx did not listen");
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        Self {
-            child,
-            addr,
-            _dir: dir,
-        }
-    }
-}
-
-impl Drop for HttpsBackend {
-    fn drop(&mut self) {
-        stop_child(&mut self.child);
-    }
+  }}"#,
+        cert.cert.display(),
+        cert.key.display()
+    );
+    (Nginx::start(&servers, addr).await, addr)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -460,8 +409,8 @@ async fn https_upstreams_are_verified_against_the_configured_ca() {
     let ca = TestCa::new("upstream-ca");
     let server = ca.issue("backend", &["backend.internal"], 1, false);
     let client = ca.issue("gateway-client", &[], 1, true);
-    let plain = HttpsBackend::start(&server, None).await;
-    let mtls = HttpsBackend::start(&server, Some(&ca.cert())).await;
+    let (_plain, plain_addr) = https_backend(&server, None).await;
+    let (_mtls, mtls_addr) = https_backend(&server, Some(&ca.cert())).await;
     let ca_path = yaml_path(&ca.cert());
     let config = format!(
         "upstreams:
@@ -479,8 +428,8 @@ routes:
   - {{name: mtls, match: {{path_prefix: /mtls}}, upstream: mtls, auth: public}}
   - {{name: mtls-without, match: {{path_prefix: /nocert}}, upstream: mtls-without, auth: public}}
 ",
-        p = plain.addr,
-        m = mtls.addr,
+        p = plain_addr,
+        m = mtls_addr,
         cc = yaml_path(&client.cert),
         ck = yaml_path(&client.key),
     );

@@ -1,8 +1,6 @@
 //! `portcullis explain` on a bearer route: it fetches the provider's keys, judges the token and
 //! the rules, and exits 0 when the request would pass, 1 when refused.
 
-use std::process::Command;
-
 use serde_json::json;
 
 use crate::support::EchoBackend;
@@ -11,28 +9,9 @@ use crate::support::idp::{Idp, IdpOptions, READER, READER_SECRET, RESOURCE};
 
 use super::{API_ROUTE, claims, mint, now, with};
 
-/// Runs `portcullis explain --config F GET url --header 'Authorization: Bearer <token>'`; the
-/// exit code and stdout+stderr.
+/// `portcullis explain` with `Authorization: Bearer <token>`.
 fn explain(config: &std::path::Path, url: &str, token: &str) -> (i32, String) {
-    let output = Command::new(env!("CARGO_BIN_EXE_portcullis"))
-        .arg("explain")
-        .arg("--config")
-        .arg(config)
-        .arg("GET")
-        .arg(url)
-        .arg("--header")
-        .arg(format!("Authorization: Bearer {token}"))
-        .env_remove("RUST_LOG")
-        .output()
-        .expect("running portcullis explain must work");
-    (
-        output.status.code().unwrap_or(-1),
-        format!(
-            "{}{}",
-            String::from_utf8_lossy(&output.stdout),
-            String::from_utf8_lossy(&output.stderr)
-        ),
-    )
+    crate::support::gateway::explain(config, url, &format!("Authorization: Bearer {token}"))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

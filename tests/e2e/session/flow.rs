@@ -370,24 +370,9 @@ async fn damaged_cookies_mean_sign_in_again_never_an_error() {
     assert_eq!(stack.backend.count(), 0);
 }
 
-/// Runs `portcullis explain --config F GET url --header 'Cookie: …'`: exit code and output.
+/// `portcullis explain` with the request's `Cookie`.
 fn explain(config: &std::path::Path, url: &str, cookie: &str) -> (i32, String) {
-    let output = std::process::Command::new(env!("CARGO_BIN_EXE_portcullis"))
-        .args(["explain", "--config"])
-        .arg(config)
-        .args(["GET", url, "--header"])
-        .arg(format!("Cookie: {cookie}"))
-        .env_remove("RUST_LOG")
-        .output()
-        .expect("running portcullis explain must work");
-    (
-        output.status.code().unwrap_or(-1),
-        format!(
-            "{}{}",
-            String::from_utf8_lossy(&output.stdout),
-            String::from_utf8_lossy(&output.stderr)
-        ),
-    )
+    crate::support::gateway::explain(config, url, &format!("Cookie: {cookie}"))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -2,49 +2,20 @@
 //! each request, passes the identity headers it answers to the app, and sends a 401 to sign-in.
 
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use super::BROWSER_HOST;
 use crate::support::browser::Browser;
-use crate::support::gateway::stop_child;
 use crate::support::idp::{Idp, IdpOptions};
+use crate::support::nginx::Nginx;
 use crate::support::raw::{raw_request, request};
 use crate::support::{EchoBackend, Gateway, ServerOptions, free_port};
 
-/// Debian's nginx (outside non-root PATHs).
-fn nginx_binary() -> PathBuf {
-    ["/usr/sbin/nginx", "/usr/local/sbin/nginx"]
-        .iter()
-        .map(PathBuf::from)
-        .find(|p| p.exists())
-        .unwrap_or_else(|| PathBuf::from("nginx"))
-}
-
-/// An nginx in front of `app`, asking `gateway` about every request.
-struct Nginx {
-    child: Child,
-    addr: SocketAddr,
-    _dir: tempfile::TempDir,
-}
-
-impl Nginx {
-    async fn start(port: u16, gateway: SocketAddr, app: SocketAddr) -> Self {
-        let dir = tempfile::tempdir().expect("a temporary directory");
-        let addr = SocketAddr::from(([127, 0, 0, 1], port));
-        let d = dir.path().display();
-        let conf = format!(
-            r#"daemon off;
-worker_processes 1;
-pid {d}/nginx.pid;
-error_log {d}/error.log info;
-events {{ worker_connections 64; }}
-http {{
-  access_log off;
-  client_body_temp_path {d}/body; proxy_temp_path {d}/proxy; fastcgi_temp_path {d}/fastcgi;
-  uwsgi_temp_path {d}/uwsgi; scgi_temp_path {d}/scgi;
-  server {{
+/// nginx in front of `app`, asking `gateway` about every request.
+async fn nginx(port: u16, gateway: SocketAddr, app: SocketAddr) -> (Nginx, SocketAddr) {
+    let addr = SocketAddr::from(([127, 0, 0, 1], port));
+    let servers = format!(
+        r#"  server {{
     listen {addr};
     location = /oauth2/auth {{
       internal;
@@ -74,49 +45,9 @@ http {{
     location @signin {{
       return 302 /oauth2/start?rd=$request_uri;
     }}
-  }}
-}}
-"#
-        );
-        let path = dir.path().join("nginx.conf");
-        std::fs::write(&path, conf).expect("writing nginx.conf");
-        let child = Command::new(nginx_binary())
-            .arg("-p")
-            .arg(dir.path())
-            .arg("-c")
-            .arg(&path)
-            .arg("-e")
-            .arg(dir.path().join("error.log"))
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("nginx runs (tests/setup.sh installs it)");
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while tokio::net::TcpStream::connect(addr).await.is_err() {
-            assert!(
-                Instant::now() < deadline,
-                "nginx did not listen on {addr}: {}",
-                read(&dir.path().join("error.log"))
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        Self {
-            child,
-            addr,
-            _dir: dir,
-        }
-    }
-}
-
-fn read(path: &Path) -> String {
-    std::fs::read_to_string(path).unwrap_or_default()
-}
-
-impl Drop for Nginx {
-    fn drop(&mut self) {
-        stop_child(&mut self.child);
-    }
+  }}"#
+    );
+    (Nginx::start(&servers, addr).await, addr)
 }
 
 /// The session route the forward-auth questions are judged by.
@@ -148,12 +79,12 @@ async fn nginx_auth_request_signs_in_and_passes_the_identity() {
         &super::config(idp.issuer(), &unused, 7, "", ROUTES),
     )
     .await;
-    let nginx = Nginx::start(nginx_port, gateway.addr(), app.addr()).await;
+    let (_nginx, nginx_addr) = nginx(nginx_port, gateway.addr(), app.addr()).await;
 
     // Unauthenticated: nginx turns the gateway's 401 into the sign-in redirect; a spoofed
     // identity header never reaches the app.
     let r = raw_request(
-        nginx.addr,
+        nginx_addr,
         &request(
             "GET",
             "/page?x=1",

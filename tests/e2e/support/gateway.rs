@@ -2,7 +2,7 @@
 
 use std::fs::File;
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
@@ -326,4 +326,26 @@ pub fn check(yaml: &str) -> (i32, String) {
     );
     let text = text.replace(&path.display().to_string(), "FILE");
     (output.status.code().unwrap_or(-1), text)
+}
+
+/// Runs `portcullis explain --config config GET url --header header`: the exit code and
+/// stdout+stderr.
+pub fn explain(config: &Path, url: &str, header: &str) -> (i32, String) {
+    let output = Command::new(BIN)
+        .arg("explain")
+        .arg("--config")
+        .arg(config)
+        .args(["GET", url, "--header", header])
+        .env_remove("RUST_LOG")
+        .stdin(Stdio::null())
+        .output()
+        .expect("running portcullis explain must work");
+    (
+        output.status.code().unwrap_or(-1),
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        ),
+    )
 }

@@ -6,6 +6,7 @@ pub mod certs;
 pub mod echo;
 pub mod gateway;
 pub mod idp;
+pub mod nginx;
 pub mod raw;
 pub mod redis;
 

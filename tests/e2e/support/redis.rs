@@ -25,6 +25,8 @@ pub struct RedisServer {
     password: Option<String>,
     /// The CA file clients trust, for a TLS server.
     tls_ca: Option<std::path::PathBuf>,
+    /// The test CA (and the server's key and certificate) of a TLS server, kept while it runs.
+    _ca: Option<super::certs::TestCa>,
 }
 
 impl RedisServer {
@@ -69,6 +71,7 @@ impl RedisServer {
             args,
             password: password.map(str::to_owned),
             tls_ca: None,
+            _ca: None,
         };
         server.spawn().await;
         server
@@ -77,87 +80,13 @@ impl RedisServer {
     /// A TLS-only server whose certificate (for 127.0.0.1) a fresh test CA signed; the CA's
     /// PEM file is [`RedisServer::ca_file`].
     pub async fn start_tls() -> Self {
+        let ca = super::certs::TestCa::new("redis-test-ca");
+        let leaf = ca.issue("redis", &["localhost", "IP:127.0.0.1"], 1, false);
         let dir = tempfile::tempdir().expect("a temporary directory");
         let port = free_port();
-        let d = dir.path();
-        let openssl = |args: &[&str]| {
-            let out = Command::new("openssl")
-                .args(args)
-                .current_dir(d)
-                .output()
-                .expect("openssl runs (tests/setup.sh installs it)");
-            assert!(
-                out.status.success(),
-                "openssl {args:?}: {}",
-                String::from_utf8_lossy(&out.stderr)
-            );
-        };
-        let ec = [
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:prime256v1",
-            "-nodes",
-        ];
-        openssl(
-            &[
-                &["req", "-x509"][..],
-                &ec,
-                &[
-                    "-keyout",
-                    "ca.key",
-                    "-out",
-                    "ca.crt",
-                    "-subj",
-                    "/CN=portcullis-test-ca",
-                    "-days",
-                    "2",
-                    "-addext",
-                    "basicConstraints=critical,CA:TRUE",
-                    "-addext",
-                    "keyUsage=critical,keyCertSign",
-                ],
-            ]
-            .concat(),
-        );
-        openssl(
-            &[
-                &["req"][..],
-                &ec,
-                &[
-                    "-keyout",
-                    "server.key",
-                    "-out",
-                    "server.csr",
-                    "-subj",
-                    "/CN=127.0.0.1",
-                ],
-            ]
-            .concat(),
-        );
-        std::fs::write(
-            d.join("ext.cnf"),
-            "subjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth\n",
-        )
-        .expect("ext.cnf");
-        openssl(&[
-            "x509",
-            "-req",
-            "-in",
-            "server.csr",
-            "-CA",
-            "ca.crt",
-            "-CAkey",
-            "ca.key",
-            "-CAcreateserial",
-            "-out",
-            "server.crt",
-            "-days",
-            "2",
-            "-extfile",
-            "ext.cnf",
-        ]);
-        let path = |f: &str| d.join(f).display().to_string();
+        let ca_copy = dir.path().join("ca.crt");
+        std::fs::copy(ca.cert(), &ca_copy).expect("copying the CA");
+        let show = |p: &std::path::Path| p.display().to_string();
         let args: Vec<String> = [
             "--port",
             "0",
@@ -166,7 +95,7 @@ impl RedisServer {
             "--bind",
             "127.0.0.1",
             "--dir",
-            &path(""),
+            &show(dir.path()),
             "--save",
             "",
             "--appendonly",
@@ -174,11 +103,11 @@ impl RedisServer {
             "--protected-mode",
             "no",
             "--tls-cert-file",
-            &path("server.crt"),
+            &show(&leaf.cert),
             "--tls-key-file",
-            &path("server.key"),
+            &show(&leaf.key),
             "--tls-ca-cert-file",
-            &path("ca.crt"),
+            &show(&ca_copy),
             "--tls-auth-clients",
             "no",
         ]
@@ -188,10 +117,11 @@ impl RedisServer {
         let mut server = Self {
             child: None,
             port,
-            tls_ca: Some(d.join("ca.crt")),
+            tls_ca: Some(ca_copy),
             dir,
             args,
             password: None,
+            _ca: Some(ca),
         };
         server.spawn().await;
         server

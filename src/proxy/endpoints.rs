@@ -312,7 +312,12 @@ async fn callback(snap: &Snapshot, req: &Parts, trusted: bool, now: u64) -> Answ
             let Some(sessions_store) = &snap.store else {
                 return Answer::internal();
             };
-            let present = store.read(&req.headers).present;
+            let before = store.read(&req.headers);
+            let present = before.present;
+            // A session the browser held before this sign-in ends with it (Redis store).
+            if let Err(e) = sessions_store.end(before.ticket.as_ref()).await {
+                tracing::warn!(error = %e, "the previous session could not be deleted");
+            }
             // A new session always gets a new ticket (Redis) or new cookies: whatever the
             // browser held before is replaced, never reused.
             match sessions_store

@@ -451,3 +451,34 @@ async fn tls_to_redis_verifies_the_server_certificate() {
     let r = Pair::get(&gateway, &mut jar, "/", FETCH).await;
     assert_eq!(r.status, 503, "{}", r.text());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_sign_in_ends_the_session_the_browser_held_before() {
+    let redis = RedisServer::start().await;
+    let pair = Pair::start(
+        IdpOptions::default(),
+        &redis_sessions(&redis.url(), false),
+        APP_ROUTE,
+    )
+    .await;
+    let first = pair
+        .sign_in(&pair.a, &mut IdpBrowser::default(), "alice")
+        .await;
+    // The same browser signs in again (as another user) while holding the first ticket.
+    let mut second_jar = first.clone();
+    let begun = Pair::get(&pair.a, &mut second_jar, "/oauth2/start?rd=/", NAVIGATION).await;
+    let back = pair
+        .idp
+        .sign_in(begun.header("location").expect("Location"), "bob")
+        .await;
+    let done = Pair::get(&pair.a, &mut second_jar, &back, NAVIGATION).await;
+    assert_eq!(done.status, 302, "{}", done.text());
+    assert_eq!(
+        user(&Pair::get(&pair.a, &mut second_jar, "/", FETCH).await),
+        vec!["bob"]
+    );
+    // The first ticket is worth nothing now, and Redis holds one session.
+    let old = Pair::get(&pair.b, &mut first.clone(), "/", FETCH).await;
+    assert_eq!(old.status, 401, "{}", old.text());
+    assert_eq!(redis.keys("portcullis:s:*").await.len(), 1);
+}

@@ -6,7 +6,8 @@
 #   - a plain nginx reverse proxy to it (the reference row),
 #   - Portcullis with one route per gateway target,
 # then loads every target with the same wrk invocation and prints a table
-# (rps, p50, p99, rps ratio to the nginx proxy) followed by the same data as JSON.
+# (rps, p50, p99, rps ratio to the target's baseline, nginx for plain-HTTP rows and the nginx
+# TLS row of the same mode for TLS rows) followed by the same data as JSON.
 # "backend conns" is how many TCP connections the backend accepted during the
 # measured run (after warm-up): near 0 for a proxy that reuses its upstream
 # connections, = CONNECTIONS for the backend row.
@@ -22,6 +23,14 @@
 #   portcullis-bearer-es256  the same with an ES256 token
 #   portcullis-session       Portcullis route with `auth: session` (cookie store), requests carrying
 #                            the session cookie of a real sign-in, like a signed-in browser
+#   portcullis-session-redis the same route on a second Portcullis instance whose sessions live in
+#                            Redis (`sessions.store: redis`): the cookie is a ticket, each request
+#                            reads the session from a Redis server the script starts
+#   nginx-tls                the nginx proxy's TLS listener (baseline of portcullis-tls)
+#   portcullis-tls           Portcullis' TLS listener, `auth: public` route
+#   nginx-tls-newconn        nginx-tls with `Connection: close`: every request is a new TCP
+#                            connection and a full TLS handshake (baseline of portcullis-tls-newconn)
+#   portcullis-tls-newconn   portcullis-tls with `Connection: close`
 # The bearer targets need no network and no IdP process: the provider's discovery document
 # and JWKS (public part of tests/idp/keys/primary.json) are static files on the backend nginx,
 # and benches/load/mint.mjs (Node.js + jose from tests/idp/node_modules, installed by
@@ -48,9 +57,30 @@
 # after every run of the invocation is over, and its access token is not due for refresh. The sanity check of every target requires a response without Set-Cookie, that of
 # the session target also 401 without the cookie, and a run during which the gateway
 # refreshed a session fails.
-# Portcullis always runs with all routes and both providers, whichever targets are chosen,
-# so it needs Node.js (>= 20.18) whenever a portcullis-* target is selected (and python3 for
-# portcullis-session).
+# portcullis-session-redis signs in the same way against a second instance (`portcullis-redis`,
+# the same config but `sessions: {store: redis, redis: {url: redis://127.0.0.1:PORT, timeout:
+# 500ms}}`) whose Redis server (redis-server, installed by tests/setup.sh, no persistence) the
+# script starts on a loopback port. Before the load it checks that the Cookie header is a small
+# ticket (< 300 bytes) and that Redis holds exactly one session (`portcullis:s:*` key); after
+# the runs it prints that instance's store calls (about one `get` per request) and fails the
+# target on any store error or session write during the runs.
+# The TLS targets use a test CA and a leaf certificate for bench.test (EC P-256, made with
+# openssl at run time under the temp dir), served by both the nginx proxy (a second listen
+# with `ssl http2`) and Portcullis (a TLS listener). Their sanity request checks the chain and
+# the name (curl with the test CA, bench.test resolved to 127.0.0.1) and the log shows the
+# negotiated protocol, cipher suite and key exchange (openssl s_client); wrk connects to
+# https://127.0.0.1:PORT and verifies nothing. wrk offers no ALPN, so both speak HTTP/1.1 over
+# TLS. Keep-alive rows measure the TLS record layer on reused connections; -newconn rows send
+# `Connection: close`, so both servers close after each response and wrk reconnects: one TCP
+# connection and one full handshake (wrk resumes no session) per request. A -newconn run fails
+# unless the kernel counted at least as many accepted TCP connections (PassiveOpens in
+# /proc/net/snmp, machine-wide) as wrk completed requests. wrk's latency starts once the
+# connection is up, so for -newconn rows the handshake shows in rps, not in p50/p99.
+# The ratio column of a TLS row is against the nginx TLS row of the same mode (the table's
+# "vs" column names each row's baseline).
+# Portcullis always runs with all routes, both providers and a TLS listener, whichever targets
+# are chosen, so it needs Node.js (>= 20.18) whenever a portcullis-* target is selected (and
+# python3 for the session targets).
 #
 # Usage: benches/load/run.sh [--targets LIST]
 #
@@ -63,6 +93,7 @@
 #   DURATION        measured wrk run per target [10s]
 #   WARMUP          unmeasured wrk run before each measured one [2s]
 #   CONNECTIONS     wrk connections [64]
+#   NEWCONN_CONNECTIONS  wrk connections of the -newconn targets [CONNECTIONS]
 #   THREADS         wrk threads [2]
 #   BODY            backend response: small ("ok\n") or 1k (1024 bytes) [small]
 #   ACCESS_LOG      Portcullis access log, off (like the nginx proxy) or stdout [off]
@@ -71,8 +102,12 @@
 #
 # Adding a target "foo-bar": write a function target_foo_bar that starts what it
 # needs through the idempotent start_* helpers and sets T_URL (and optionally
-# T_HEADERS, an array of "Name: value" sent by both the sanity check and wrk, and
-# T_NOAUTH_STATUS, the status the sanity check then requires without T_HEADERS);
+# T_HEADERS, an array of "Name: value" sent by both the sanity check and wrk,
+# T_NOAUTH_STATUS, the status the sanity check then requires without T_HEADERS,
+# T_SANITY_URL and T_CURL_ARGS, the URL and extra curl arguments of the sanity check
+# (default T_URL and none), T_BASELINE, the target its ratio is against (default nginx),
+# T_CONNECTIONS (default CONNECTIONS) and T_NEWCONN=1 for a run that must open one
+# connection per request);
 # for a gateway route, add a route stanza to portcullis.yaml.tmpl under its own
 # path prefix. Then run with TARGETS=...,foo-bar.
 
@@ -89,6 +124,7 @@ BACKEND_WORKERS="${BACKEND_WORKERS:-$WORKERS}"
 DURATION="${DURATION:-10s}"
 WARMUP="${WARMUP:-2s}"
 CONNECTIONS="${CONNECTIONS:-64}"
+NEWCONN_CONNECTIONS="${NEWCONN_CONNECTIONS:-$CONNECTIONS}"
 THREADS="${THREADS:-2}"
 BODY="${BODY:-small}"
 OUT="${OUT:-}"
@@ -103,6 +139,9 @@ BEARER_ES_PATH="/bearer-es/bench"
 BEARER_AUDIENCE="urn:portcullis:bench"
 # The session route's path (also served by the backend's catch-all).
 SESSION_PATH="/session/bench"
+# The name in the TLS targets' certificate; only the sanity check's curl sends it (as SNI and
+# Host, resolved to 127.0.0.1): wrk connects to the IP address and verifies nothing.
+TLS_NAME="bench.test"
 
 log() { printf '[load] %s\n' "$*" >&2; }
 die() { printf '[load] error: %s\n' "$*" >&2; exit 1; }
@@ -119,7 +158,7 @@ while (($#)); do
 done
 
 is_uint() { [[ "$1" =~ ^[1-9][0-9]*$ ]]; }
-for v in WORKERS BACKEND_WORKERS CONNECTIONS THREADS; do
+for v in WORKERS BACKEND_WORKERS CONNECTIONS NEWCONN_CONNECTIONS THREADS; do
     is_uint "${!v}" || die "$v must be a positive integer, got '${!v}'"
 done
 
@@ -155,6 +194,11 @@ ensure_deps() {
     command -v nginx >/dev/null 2>&1 || [[ -x /usr/sbin/nginx ]] || missing+=(nginx-light)
     command -v wrk >/dev/null 2>&1 || missing+=(wrk)
     command -v curl >/dev/null 2>&1 || missing+=(curl)
+    command -v openssl >/dev/null 2>&1 || missing+=(openssl) # the TLS listeners' certificate
+    if [[ ",${TARGETS// /}," == *,portcullis-session-redis,* ]]; then
+        command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
+        command -v redis-cli >/dev/null 2>&1 || missing+=(redis-tools)
+    fi
     if [[ -z "${PORTCULLIS_BIN:-}" ]]; then
         command -v cmake >/dev/null 2>&1 || missing+=(cmake)
     fi
@@ -224,8 +268,9 @@ free_port() { # VAR: set VAR to a free loopback port not handed out before
 render() {
     local text key
     text="$(<"$1")"
-    for key in TMP WORKERS ACCESS_LOG BACKEND_WORKERS BACKEND_PORT PROXY_PORT GATEWAY_PORT ADMIN_PORT \
-        IDP_ISSUER IDP_KEYS SESSION_TTL SESSION_IDLE SESSION_SECRET; do
+    for key in TMP WORKERS ACCESS_LOG BACKEND_WORKERS BACKEND_PORT PROXY_PORT PROXY_TLS_PORT INSTANCE \
+        GATEWAY_PORT GATEWAY_TLS_PORT ADMIN_PORT REDIS_GATEWAY_PORT IDP_ISSUER IDP_KEYS SESSION_TTL \
+        SESSION_IDLE SESSION_SECRET SESSION_STORE SESSION_REDIS; do
         text="${text//@"$key"@/"${!key:-}"}"
     done
     text="${text//@BODY@/"$BODY_TEXT"}"
@@ -268,26 +313,91 @@ start_backend() {
     log "backend nginx on 127.0.0.1:$BACKEND_PORT (workers $BACKEND_WORKERS, body $BODY)"
 }
 
+# The TLS listeners' certificate, as tests/e2e/support/certs.rs makes them: a test CA and a
+# leaf for TLS_NAME (EC P-256, serverAuth), under $TMP/pki.
+PKI=""
+make_pki() {
+    [[ -z "$PKI" ]] || return 0
+    local d="$TMP/pki" ec=(-newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes)
+    command -v openssl >/dev/null 2>&1 || die "openssl is needed for the TLS listeners"
+    mkdir -m 700 "$d"
+    printf 'extendedKeyUsage=serverAuth\nsubjectAltName=DNS:%s\n' "$TLS_NAME" >"$d/$TLS_NAME.ext"
+    (
+        cd "$d" &&
+            timeout -k 5 30 openssl req -x509 "${ec[@]}" -keyout ca.key -out ca.crt \
+                -subj "/CN=Portcullis load benchmark CA" -days 2 \
+                -addext basicConstraints=critical,CA:TRUE -addext keyUsage=critical,keyCertSign &&
+            timeout -k 5 30 openssl req "${ec[@]}" -keyout "$TLS_NAME.key" -out "$TLS_NAME.csr" \
+                -subj "/CN=$TLS_NAME" &&
+            timeout -k 5 30 openssl x509 -req -in "$TLS_NAME.csr" -CA ca.crt -CAkey ca.key \
+                -set_serial 1001 -out "$TLS_NAME.crt" -days 2 -extfile "$TLS_NAME.ext"
+    ) >"$TMP/openssl.log" 2>&1 || {
+        cat "$TMP/openssl.log" >&2
+        die "openssl could not make the test certificates"
+    }
+    PKI="$d"
+    log "test CA and $TLS_NAME certificate (EC P-256) made"
+}
+
+# tls_params PORT: the protocol, cipher suite and key exchange an OpenSSL client with default
+# settings (like wrk) negotiates with the TLS listener on PORT, verified against the test CA.
+tls_params() {
+    timeout -k 2 10 openssl s_client -connect "127.0.0.1:$1" -servername "$TLS_NAME" \
+        -CAfile "$PKI/ca.crt" -verify_return_error -brief </dev/null 2>&1 |
+        awk -F': ' '/^(Protocol version|Ciphersuite|Server Temp Key|Verification):/ { printf "%s%s", sep, $2; sep = ", " }' ||
+        true
+}
+
 PROXY_PORT=""
+PROXY_TLS_PORT=""
 start_nginx_proxy() {
     [[ -z "$PROXY_PORT" ]] || return 0
     start_backend
+    make_pki
     free_port PROXY_PORT
+    free_port PROXY_TLS_PORT
     render "$HERE/proxy.nginx.conf.tmpl" "$TMP/proxy.conf"
     start_nginx proxy "$TMP/proxy.conf"
     wait_http "nginx proxy" "http://127.0.0.1:$PROXY_PORT$PUBLIC_PATH" "$TMP/proxy.error.log" "$LAST_PID"
-    log "nginx proxy on 127.0.0.1:$PROXY_PORT (workers $WORKERS)"
+    log "nginx proxy on 127.0.0.1:$PROXY_PORT, TLS on $PROXY_TLS_PORT (workers $WORKERS)"
 }
 
-portcullis_bin() {
+# The Redis server of the portcullis-redis instance: loopback only, no persistence.
+REDIS_PORT=""
+redis_cli() { timeout -k 2 10 redis-cli -h 127.0.0.1 -p "$REDIS_PORT" "$@"; }
+start_redis() {
+    local pid i
+    [[ -z "$REDIS_PORT" ]] || return 0
+    command -v redis-server >/dev/null 2>&1 && command -v redis-cli >/dev/null 2>&1 ||
+        die "redis-server and redis-cli are needed for portcullis-session-redis (tests/setup.sh installs them)"
+    free_port REDIS_PORT
+    (cd "$TMP" && exec redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --save "" --appendonly no \
+        --dir "$TMP") >"$TMP/redis.out" 2>&1 </dev/null &
+    pid=$!
+    PIDS+=("$pid")
+    for ((i = 0; i < 300; i++)); do
+        if ! kill -0 "$pid" 2>/dev/null; then
+            tail -n 20 "$TMP/redis.out" >&2 2>/dev/null || true
+            die "redis-server failed to start"
+        fi
+        [[ "$(redis_cli ping 2>/dev/null)" != PONG ]] || break
+        sleep 0.1
+    done
+    [[ "$(redis_cli ping 2>/dev/null)" == PONG ]] || die "redis-server did not answer PING in 30s"
+    log "redis-server $(redis-server --version | grep -o 'v=[^ ]*') on 127.0.0.1:$REDIS_PORT (no persistence)"
+}
+
+PORTCULLIS=""
+portcullis_bin() { # sets PORTCULLIS, building it once
+    [[ -z "$PORTCULLIS" ]] || return 0
     if [[ -n "${PORTCULLIS_BIN:-}" ]]; then
         [[ -x "$PORTCULLIS_BIN" ]] || die "PORTCULLIS_BIN=$PORTCULLIS_BIN is not executable"
-        printf '%s\n' "$PORTCULLIS_BIN"
+        PORTCULLIS="$PORTCULLIS_BIN"
         return
     fi
     log "cargo build --profile release-lto --bin portcullis"
     (cd "$ROOT" && cargo build --profile release-lto --bin portcullis >&2) || die "release build failed"
-    printf '%s\n' "${CARGO_TARGET_DIR:-$ROOT/target}/release-lto/portcullis"
+    PORTCULLIS="${CARGO_TARGET_DIR:-$ROOT/target}/release-lto/portcullis"
 }
 
 # Lifetime of every token of this invocation (bearer tokens, the session's access token):
@@ -321,8 +431,9 @@ mint_tokens() {
     log "provider bench: issuer $issuer, JWKS on the backend, tokens valid ${ttl}s"
 }
 
-# The session target's provider: the test OpenID Provider, which knows the gateway's callback
-# (so GATEWAY_PORT is chosen first). Prints `READY <issuer>` once it serves.
+# The session targets' provider: the test OpenID Provider, which knows the callbacks of both
+# instances (so GATEWAY_PORT and REDIS_GATEWAY_PORT are chosen first). Prints `READY <issuer>`
+# once it serves.
 IDP_PID=""
 IDP_ISSUER=""
 IDP_KEYS=""
@@ -331,7 +442,7 @@ SESSION_IDLE=""
 start_idp() {
     local i
     [[ -z "$IDP_PID" ]] || return 0
-    [[ -n "$GATEWAY_PORT" ]] || die "start_idp needs GATEWAY_PORT"
+    [[ -n "$GATEWAY_PORT" && -n "$REDIS_GATEWAY_PORT" ]] || die "start_idp needs GATEWAY_PORT and REDIS_GATEWAY_PORT"
     IDP_KEYS="$ROOT/tests/idp/keys/primary.json"
     SESSION_TTL="$(token_ttl)"
     # sessions.idle_timeout and lifetime (seconds): the gateway touches a session every
@@ -369,37 +480,73 @@ stop_idp() {
     log "test IdP stopped: no IdP process runs during the load"
 }
 
+# run_portcullis INSTANCE GATEWAY_PORT GATEWAY_TLS_PORT ADMIN_PORT STORE: renders
+# portcullis.yaml.tmpl into $TMP/INSTANCE.yaml (the arguments shadow the globals of the same
+# name while it renders), checks it and starts that instance (log $TMP/INSTANCE.err) until its
+# /readyz is 200, i.e. both providers' keys are fetched (backend, test IdP) and, with
+# `store: redis`, Redis answers.
+run_portcullis() {
+    local INSTANCE="$1" GATEWAY_PORT="$2" GATEWAY_TLS_PORT="$3" ADMIN_PORT="$4" SESSION_STORE="$5"
+    local SESSION_REDIS conf="$TMP/$1.yaml" pid
+    case "$SESSION_STORE" in
+        cookie) SESSION_REDIS="# cookie store: no redis block" ;;
+        redis) SESSION_REDIS="redis: {url: \"redis://127.0.0.1:$REDIS_PORT\", timeout: 500ms}" ;;
+        *) die "run_portcullis: unknown store $SESSION_STORE" ;;
+    esac
+    render "$HERE/portcullis.yaml.tmpl" "$conf"
+    chmod 600 "$conf"
+    "$PORTCULLIS" check --config "$conf" >&2 || die "portcullis check rejected the benchmark config $INSTANCE.yaml"
+    # ACCESS_LOG=stdout measures the gateway with its JSON access log on (discarded here);
+    # the default `off` matches the nginx proxy's `access_log off`.
+    "$PORTCULLIS" run --config "$conf" >/dev/null 2>"$TMP/$INSTANCE.err" </dev/null &
+    pid=$!
+    PIDS+=("$pid")
+    wait_http "$INSTANCE" "http://127.0.0.1:$ADMIN_PORT/readyz" "$TMP/$INSTANCE.err" "$pid"
+    log "$INSTANCE on 127.0.0.1:$GATEWAY_PORT, TLS $GATEWAY_TLS_PORT, admin $ADMIN_PORT (sessions: $SESSION_STORE, threads $WORKERS, $PORTCULLIS)"
+}
+
 GATEWAY_PORT=""
+GATEWAY_TLS_PORT=""
 ADMIN_PORT=""
+REDIS_GATEWAY_PORT=""
 SESSION_SECRET=""
 start_portcullis() {
     [[ -z "$GATEWAY_PORT" ]] || return 0
     start_backend
     # Node.js and jose (tests/idp/node_modules) for mint.mjs; idempotent, quick when installed.
     bash "$ROOT/tests/setup.sh" >&2 || die "tests/setup.sh failed (Node.js >= 20.18 and npm are needed)"
-    local bin
-    bin="$(portcullis_bin)"
+    portcullis_bin
     mint_tokens
+    make_pki
     free_port GATEWAY_PORT
+    free_port GATEWAY_TLS_PORT
     free_port ADMIN_PORT
+    # The portcullis-redis instance's port, chosen now (whether or not it runs) so that the
+    # test IdP knows its callback too.
+    free_port REDIS_GATEWAY_PORT
     start_idp
-    # A fresh random session secret per run (32 bytes, base64); the rendered config is private.
+    # A fresh random session secret per run (32 bytes, base64); the rendered configs are private.
     SESSION_SECRET="$(head -c 32 /dev/urandom | base64 -w0)"
-    render "$HERE/portcullis.yaml.tmpl" "$TMP/portcullis.yaml"
-    chmod 600 "$TMP/portcullis.yaml"
-    "$bin" check --config "$TMP/portcullis.yaml" >&2 || die "portcullis check rejected the benchmark config"
-    # ACCESS_LOG=stdout measures the gateway with its JSON access log on (discarded here);
-    # the default `off` matches the nginx proxy's `access_log off`.
-    "$bin" run --config "$TMP/portcullis.yaml" >/dev/null 2>"$TMP/portcullis.err" </dev/null &
-    PIDS+=("$!")
-    # /readyz is 503 until both providers' keys are fetched (backend, test IdP).
-    wait_http portcullis "http://127.0.0.1:$ADMIN_PORT/readyz" "$TMP/portcullis.err" "$!"
-    log "portcullis on 127.0.0.1:$GATEWAY_PORT, admin $ADMIN_PORT (threads $WORKERS, $bin)"
+    run_portcullis portcullis "$GATEWAY_PORT" "$GATEWAY_TLS_PORT" "$ADMIN_PORT" cookie
+}
+
+# The second instance, for portcullis-session-redis: the same config with `store: redis`.
+REDIS_GATEWAY_TLS_PORT=""
+REDIS_ADMIN_PORT=""
+start_portcullis_redis() {
+    [[ -z "$REDIS_ADMIN_PORT" ]] || return 0
+    start_portcullis # the binary, the tokens, the certificate and the test IdP
+    [[ -n "$IDP_PID" ]] || die "the test IdP is no longer running; cannot start portcullis-redis"
+    start_redis
+    free_port REDIS_GATEWAY_TLS_PORT
+    free_port REDIS_ADMIN_PORT
+    run_portcullis portcullis-redis "$REDIS_GATEWAY_PORT" "$REDIS_GATEWAY_TLS_PORT" "$REDIS_ADMIN_PORT" redis
 }
 
 # ---------------------------------------------------------------- targets
 
-# Each sets T_URL (required) and T_HEADERS (optional array of "Name: value").
+# Each sets T_URL (required) and optionally T_HEADERS, T_NOAUTH_STATUS, T_SANITY_URL,
+# T_CURL_ARGS, T_BASELINE, T_CONNECTIONS and T_NEWCONN (see the header).
 
 target_backend() {
     start_backend
@@ -430,25 +577,88 @@ target_portcullis_bearer_es256() {
     T_NOAUTH_STATUS=401
 }
 
+# sign_in VAR URL INSTANCE: one real sign-in through the gateway instance INSTANCE at URL,
+# bounded in time; VAR is set to the session's Cookie header value.
+sign_in() {
+    local cookie
+    [[ -n "$IDP_PID" ]] || die "the test IdP is no longer running; cannot sign in"
+    command -v python3 >/dev/null 2>&1 || die "python3 is needed for the session targets"
+    cookie="$(timeout -k 5 60 python3 "$HERE/session_cookie.py" "$2")" || {
+        log "sign-in failed; the test IdP's log and the gateway's:"
+        tail -n 20 "$TMP/idp.err" >&2 2>/dev/null || true
+        tail -n 20 "$TMP/$3.err" >&2 2>/dev/null || true
+        die "session_cookie.py could not sign in at $2"
+    }
+    [[ -n "$cookie" ]] || die "session_cookie.py printed no cookie"
+    printf -v "$1" '%s' "$cookie"
+}
+
 SESSION_COOKIE=""
 target_portcullis_session() {
     start_portcullis
-    if [[ -z "$SESSION_COOKIE" ]]; then
-        [[ -n "$IDP_PID" ]] || die "the test IdP is no longer running; cannot sign in"
-        command -v python3 >/dev/null 2>&1 || die "python3 is needed for the session target"
-        # One real sign-in, bounded in time; the Cookie header value on stdout.
-        SESSION_COOKIE="$(timeout -k 5 60 python3 "$HERE/session_cookie.py" \
-            "http://127.0.0.1:$GATEWAY_PORT$SESSION_PATH")" || {
-            log "sign-in failed; the test IdP's log and the gateway's:"
-            tail -n 20 "$TMP/idp.err" >&2 2>/dev/null || true
-            tail -n 20 "$TMP/portcullis.err" >&2 2>/dev/null || true
-            die "session_cookie.py could not sign in"
-        }
-        [[ -n "$SESSION_COOKIE" ]] || die "session_cookie.py printed no cookie"
-    fi
     T_URL="http://127.0.0.1:$GATEWAY_PORT$SESSION_PATH"
+    [[ -n "$SESSION_COOKIE" ]] || sign_in SESSION_COOKIE "$T_URL" portcullis
     T_HEADERS=("Cookie: $SESSION_COOKIE")
     T_NOAUTH_STATUS=401
+}
+
+REDIS_SESSION_COOKIE=""
+target_portcullis_session_redis() {
+    local keys
+    start_portcullis_redis
+    T_URL="http://127.0.0.1:$REDIS_GATEWAY_PORT$SESSION_PATH"
+    if [[ -z "$REDIS_SESSION_COOKIE" ]]; then
+        sign_in REDIS_SESSION_COOKIE "$T_URL" portcullis-redis
+        # The cookie is only a ticket (an id and a key); the session is in Redis, once.
+        ((${#REDIS_SESSION_COOKIE} < 300)) ||
+            die "portcullis-redis: the session Cookie header is ${#REDIS_SESSION_COOKIE} bytes, not a small ticket (< 300)"
+        keys="$(redis_cli --scan --pattern 'portcullis:s:*' | wc -l)" || die "redis-cli --scan failed"
+        ((keys == 1)) || die "portcullis-redis: Redis holds $keys portcullis:s:* keys after one sign-in, not 1"
+        log "portcullis-redis: session ticket cookie ${#REDIS_SESSION_COOKIE} bytes, 1 session in Redis ($(redis_cli dbsize) keys in all)"
+    fi
+    T_HEADERS=("Cookie: $REDIS_SESSION_COOKIE")
+    T_NOAUTH_STATUS=401
+}
+
+# tls_target PORT: the settings common to the TLS targets on the listener at PORT.
+tls_target() {
+    T_URL="https://127.0.0.1:$1$PUBLIC_PATH"
+    T_SANITY_URL="https://$TLS_NAME:$1$PUBLIC_PATH"
+    # HTTP/1.1 like wrk (curl would otherwise negotiate h2 by ALPN).
+    T_CURL_ARGS=(--http1.1 --cacert "$PKI/ca.crt" --resolve "$TLS_NAME:$1:127.0.0.1")
+    log "TLS on 127.0.0.1:$1: $(tls_params "$1")"
+}
+
+# newconn_target BASELINE: what turns a TLS target into its -newconn variant.
+newconn_target() {
+    T_HEADERS=("Connection: close")
+    T_CONNECTIONS="$NEWCONN_CONNECTIONS"
+    T_NEWCONN=1
+    T_BASELINE="$1"
+}
+
+target_nginx_tls() {
+    start_nginx_proxy
+    tls_target "$PROXY_TLS_PORT"
+    T_BASELINE=nginx-tls
+}
+
+target_portcullis_tls() {
+    start_portcullis
+    tls_target "$GATEWAY_TLS_PORT"
+    T_BASELINE=nginx-tls
+}
+
+target_nginx_tls_newconn() {
+    start_nginx_proxy
+    tls_target "$PROXY_TLS_PORT"
+    newconn_target nginx-tls-newconn
+}
+
+target_portcullis_tls_newconn() {
+    start_portcullis
+    tls_target "$GATEWAY_TLS_PORT"
+    newconn_target nginx-tls-newconn
 }
 
 # ---------------------------------------------------------------- measuring
@@ -497,19 +707,29 @@ run_wrk() {
     return "$rc"
 }
 
-declare -A R_URL R_RPS R_P50 R_P99 R_REQ R_NON2XX R_ERR R_CONNS R_OK
+# Connections the kernel accepted so far, machine-wide (Tcp PassiveOpens of /proc/net/snmp).
+passive_opens() {
+    awk '$1 == "Tcp:" { if (!col) { for (i = 2; i <= NF; i++) if ($i == "PassiveOpens") col = i } else { print $col; exit } }' \
+        /proc/net/snmp 2>/dev/null || true
+}
+
+declare -A R_URL R_RPS R_P50 R_P99 R_REQ R_NON2XX R_ERR R_CONNS R_OK R_BASE R_WRKCONNS R_NEWCONN R_OPENS
 FAILED=0
 
 measure() { # TARGET
-    local t="$1" hdr_args=() curl_hdr=() h code out parsed a0 a1
+    local t="$1" hdr_args=() curl_hdr=() h code out parsed a0 a1 o0 o1
+    local sanity_url="${T_SANITY_URL:-$T_URL}" conns="${T_CONNECTIONS:-$CONNECTIONS}"
     for h in "${T_HEADERS[@]}"; do hdr_args+=(-H "$h"); curl_hdr+=(-H "$h"); done
     R_URL[$t]="$T_URL"
     R_OK[$t]=false
+    R_BASE[$t]="${T_BASELINE:-nginx}"
+    R_WRKCONNS[$t]="$conns"
+    R_NEWCONN[$t]="$([[ -n "$T_NEWCONN" ]] && echo true || echo false)"
 
     code="$(curl -s -o "$TMP/sanity.body" -D "$TMP/sanity.headers" -w '%{http_code}' --max-time 5 \
-        "${curl_hdr[@]}" "$T_URL" || true)"
+        "${T_CURL_ARGS[@]}" "${curl_hdr[@]}" "$sanity_url" || true)"
     if [[ "$code" != 200 ]]; then
-        log "$t: sanity request to $T_URL returned HTTP $code:"
+        log "$t: sanity request to $sanity_url returned HTTP $code:"
         head -c 500 "$TMP/sanity.body" >&2 2>/dev/null || true
         echo >&2
         FAILED=1
@@ -518,16 +738,23 @@ measure() { # TARGET
     # wrk never stores cookies: a response setting one (a session re-sealed on every request)
     # would make the run measure something else than the target says.
     if grep -qi '^set-cookie:' "$TMP/sanity.headers"; then
-        log "$t: sanity response to $T_URL sets a cookie:"
+        log "$t: sanity response to $sanity_url sets a cookie:"
         grep -i '^set-cookie:' "$TMP/sanity.headers" | cut -c 1-120 >&2
+        FAILED=1
+        return
+    fi
+    # A -newconn run is only one if the server says it closes the connection (wrk reconnects on
+    # that; a server closing without saying so would show as socket errors).
+    if [[ -n "$T_NEWCONN" ]] && ! grep -qi '^connection: *close' "$TMP/sanity.headers"; then
+        log "$t: the response to a Connection: close request does not say Connection: close"
         FAILED=1
         return
     fi
     log "$t: sanity request OK ($(wc -c <"$TMP/sanity.body") byte body)"
     if [[ -n "$T_NOAUTH_STATUS" ]]; then
-        code="$(curl -s -o "$TMP/sanity.body" -w '%{http_code}' --max-time 5 "$T_URL" || true)"
+        code="$(curl -s -o "$TMP/sanity.body" -w '%{http_code}' --max-time 5 "${T_CURL_ARGS[@]}" "$sanity_url" || true)"
         if [[ "$code" != "$T_NOAUTH_STATUS" ]]; then
-            log "$t: request without its headers to $T_URL returned HTTP $code, not $T_NOAUTH_STATUS:"
+            log "$t: request without its headers to $sanity_url returned HTTP $code, not $T_NOAUTH_STATUS:"
             head -c 500 "$TMP/sanity.body" >&2 2>/dev/null || true
             echo >&2
             FAILED=1
@@ -537,7 +764,7 @@ measure() { # TARGET
     fi
 
     if ((WARMUP_S > 0)); then
-        run_wrk /dev/null "$((WARMUP_S + 30))" -t "$THREADS" -c "$CONNECTIONS" -d "$WARMUP" --timeout 5s \
+        run_wrk /dev/null "$((WARMUP_S + 30))" -t "$THREADS" -c "$conns" -d "$WARMUP" --timeout 5s \
             "${hdr_args[@]}" "$T_URL" || true
     fi
 
@@ -552,9 +779,10 @@ measure() { # TARGET
             shown+=("$a")
         fi
     done
-    log "$t: wrk --latency -t $THREADS -c $CONNECTIONS -d $DURATION --timeout 5s ${shown[*]:+${shown[*]} }$T_URL"
+    log "$t: wrk --latency -t $THREADS -c $conns -d $DURATION --timeout 5s ${shown[*]:+${shown[*]} }$T_URL"
     a0="$(backend_accepts)"
-    if ! run_wrk "$TMP/wrk.out" "$((DURATION_S + 30))" --latency -t "$THREADS" -c "$CONNECTIONS" -d "$DURATION" \
+    o0="$(passive_opens)"
+    if ! run_wrk "$TMP/wrk.out" "$((DURATION_S + 30))" --latency -t "$THREADS" -c "$conns" -d "$DURATION" \
         --timeout 5s "${hdr_args[@]}" "$T_URL"; then
         log "$t: wrk failed or timed out:"
         cat "$TMP/wrk.out" >&2
@@ -562,7 +790,9 @@ measure() { # TARGET
         return
     fi
     out="$(<"$TMP/wrk.out")"
+    o1="$(passive_opens)"
     a1="$(backend_accepts)"
+    [[ -z "$o0" || -z "$o1" ]] || R_OPENS[$t]=$((o1 - o0))
     if [[ -n "$a0" && -n "$a1" ]]; then
         R_CONNS[$t]=$((a1 - a0 - 1)) # minus the status request's own connection
     fi
@@ -582,6 +812,16 @@ measure() { # TARGET
         FAILED=1
         return
     fi
+    if [[ -n "$T_NEWCONN" ]]; then
+        # Machine-wide, so other activity can only add: fewer accepts than requests means
+        # connections were reused.
+        if [[ -z "${R_OPENS[$t]:-}" ]] || ((R_OPENS[$t] < req)); then
+            log "$t: FAILED run: the kernel accepted ${R_OPENS[$t]:-?} TCP connections for $req requests (one each expected)"
+            FAILED=1
+            return
+        fi
+        log "$t: $req requests, ${R_OPENS[$t]} TCP connections accepted (machine-wide) during the run"
+    fi
     R_OK[$t]=true
 }
 
@@ -593,25 +833,46 @@ done
 
 ensure_deps
 
-declare -A T_URLS T_HDRS T_NOAUTH
+declare -A T_URLS T_HDRS T_NOAUTH T_SANITY_URLS T_CURLS T_BASELINES T_CONNS T_NEWCONNS
 for t in "${TARGET_LIST[@]}"; do
     T_URL=""
     T_HEADERS=()
     T_NOAUTH_STATUS=""
+    T_SANITY_URL=""
+    T_CURL_ARGS=()
+    T_BASELINE=""
+    T_CONNECTIONS=""
+    T_NEWCONN=""
     "$(target_fn "$t")"
     [[ -n "$T_URL" ]] || die "target $t set no T_URL"
     T_URLS[$t]="$T_URL"
     T_HDRS[$t]="$(printf '%s\n' "${T_HEADERS[@]}")"
     T_NOAUTH[$t]="$T_NOAUTH_STATUS"
+    T_SANITY_URLS[$t]="$T_SANITY_URL"
+    T_CURLS[$t]="$(printf '%s\n' "${T_CURL_ARGS[@]}")"
+    T_BASELINES[$t]="$T_BASELINE"
+    T_CONNS[$t]="$T_CONNECTIONS"
+    T_NEWCONNS[$t]="$T_NEWCONN"
 done
 # The test IdP was needed for start-up and sign-in only.
 stop_idp
+REDIS_PUTS_BEFORE=""
+if [[ -n "$REDIS_ADMIN_PORT" ]]; then
+    REDIS_PUTS_BEFORE="$(curl -s --max-time 2 "http://127.0.0.1:$REDIS_ADMIN_PORT/metrics" |
+        awk '/^portcullis_session_store_latency_seconds_count[{].*op="put"/ { n += $NF } END { print n + 0 }')"
+fi
 
 for t in "${TARGET_LIST[@]}"; do
     T_URL="${T_URLS[$t]}"
     T_NOAUTH_STATUS="${T_NOAUTH[$t]}"
     T_HEADERS=()
     [[ -z "${T_HDRS[$t]}" ]] || mapfile -t T_HEADERS <<<"${T_HDRS[$t]}"
+    T_SANITY_URL="${T_SANITY_URLS[$t]}"
+    T_CURL_ARGS=()
+    [[ -z "${T_CURLS[$t]}" ]] || mapfile -t T_CURL_ARGS <<<"${T_CURLS[$t]}"
+    T_BASELINE="${T_BASELINES[$t]}"
+    T_CONNECTIONS="${T_CONNS[$t]}"
+    T_NEWCONN="${T_NEWCONNS[$t]}"
     measure "$t"
 done
 
@@ -621,21 +882,41 @@ if [[ -n "$GATEWAY_PORT" ]]; then
     cache="$(curl -s --max-time 2 "http://127.0.0.1:$ADMIN_PORT/metrics" |
         awk '/^portcullis_token_cache_total[{]/ { printf "%s%s", sep, $0; sep = ", " }' || true)"
     [[ -z "$cache" ]] || log "token cache: $cache"
-    # The session target measures reads of a session that needs no refresh: a refresh during
-    # the run (the provider is stopped, so each attempt would fail and be retried) voids it.
-    refreshes="$(curl -s --max-time 2 "http://127.0.0.1:$ADMIN_PORT/metrics" |
-        awk '/^portcullis_session_refreshes_total[{]/ { n += $NF } END { print n + 0 }' || true)"
-    if [[ -n "$refreshes" && "$refreshes" != 0 ]]; then
-        log "the gateway refreshed sessions $refreshes time(s) during the runs: the session figures are void"
-        for t in "${TARGET_LIST[@]}"; do [[ "$t" != portcullis-session ]] || R_OK[$t]=false; done
-        FAILED=1
-    fi
+fi
+# The session targets measure reads of a session that needs no refresh: a refresh during
+# the run (the provider is stopped, so each attempt would fail and be retried) voids it.
+# void_target TARGET REASON
+void_target() {
+    log "$2: the $1 figures are void"
+    [[ -z "${R_OK[$1]:-}" ]] || R_OK[$1]=false
+    FAILED=1
+}
+for inst in portcullis:"$ADMIN_PORT":portcullis-session portcullis-redis:"$REDIS_ADMIN_PORT":portcullis-session-redis; do
+    IFS=: read -r name port target <<<"$inst"
+    [[ -n "$port" ]] || continue
+    metrics="$(curl -s --max-time 2 "http://127.0.0.1:$port/metrics" || true)"
+    refreshes="$(awk '/^portcullis_session_refreshes_total[{]/ { n += $NF } END { print n + 0 }' <<<"$metrics")"
+    [[ "$refreshes" == 0 ]] || void_target "$target" "$name refreshed sessions $refreshes time(s) during the runs"
+done
+# The Redis store: about one `get` per request of portcullis-session-redis, and nothing else
+# but the sign-in's writes (a `put` during the runs would be a touch or a refresh) and the
+# gateway's health pings; no error.
+if [[ -n "$REDIS_ADMIN_PORT" ]]; then
+    metrics="$(curl -s --max-time 2 "http://127.0.0.1:$REDIS_ADMIN_PORT/metrics" || true)"
+    ops="$(awk '/^portcullis_session_store_latency_seconds_count[{]/ {
+            op = $0; sub(/.*op="/, "", op); sub(/".*/, "", op); printf "%s%s %s", sep, op, $NF; sep = ", " }' <<<"$metrics")"
+    errors="$(awk '/^portcullis_session_store_errors_total[{]/ { n += $NF } END { print n + 0 }' <<<"$metrics")"
+    puts="$(awk '/^portcullis_session_store_latency_seconds_count[{].*op="put"/ { n += $NF } END { print n + 0 }' <<<"$metrics")"
+    log "portcullis-redis session store calls: ${ops:-none}; errors: $errors (puts before the runs: $REDIS_PUTS_BEFORE)"
+    [[ "$errors" == 0 ]] || void_target portcullis-session-redis "the Redis store failed $errors time(s)"
+    [[ "$puts" == "$REDIS_PUTS_BEFORE" ]] ||
+        void_target portcullis-session-redis "portcullis-redis wrote sessions $((puts - REDIS_PUTS_BEFORE)) time(s) during the runs"
 fi
 
-ratio() { # TARGET -> ratio of its rps to nginx's, or empty
-    local base="${R_RPS[nginx]:-}"
-    [[ "${R_OK[nginx]:-false}" == true && "${R_OK[$1]}" == true && -n "$base" ]] || return 0
-    awk -v a="${R_RPS[$1]}" -v b="$base" 'BEGIN { if (b > 0) printf "%.2f", a / b }'
+ratio() { # TARGET -> ratio of its rps to its baseline's (nginx, or the nginx TLS row of its mode), or empty
+    local b="${R_BASE[$1]:-nginx}"
+    [[ "${R_OK[$b]:-false}" == true && "${R_OK[$1]:-false}" == true && -n "${R_RPS[$b]:-}" ]] || return 0
+    awk -v a="${R_RPS[$1]}" -v b="${R_RPS[$b]}" 'BEGIN { if (b > 0) printf "%.2f", a / b }'
 }
 
 git_rev="$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo none)"
@@ -646,17 +927,20 @@ cpus="$(nproc 2>/dev/null || echo '?')"
         "$THREADS" "$CONNECTIONS" "$DURATION" "$WARMUP" "$WORKERS" "$BACKEND_WORKERS" "$BODY" "$cpus" "$git_rev"
     w=20
     for t in "${TARGET_LIST[@]}"; do ((${#t} <= w)) || w=${#t}; done
-    printf '%-*s %12s %9s %9s %9s %14s\n' "$w" target rps "p50 ms" "p99 ms" "vs nginx" "backend conns"
+    printf '%-*s %12s %9s %9s %7s  %-*s %6s %14s\n' "$w" target rps "p50 ms" "p99 ms" ratio "$w" vs \
+        conns "backend conns"
     for t in "${TARGET_LIST[@]}"; do
-        if [[ "${R_OK[$t]}" == true ]]; then
+        if [[ "${R_OK[$t]:-false}" == true ]]; then
             r="$(ratio "$t")"
-            printf '%-*s %12s %9s %9s %9s %14s\n' "$w" "$t" "${R_RPS[$t]}" "${R_P50[$t]}" "${R_P99[$t]}" \
-                "${r:+${r}x}" "${R_CONNS[$t]:--}"
+            printf '%-*s %12s %9s %9s %7s  %-*s %6s %14s\n' "$w" "$t" "${R_RPS[$t]}" "${R_P50[$t]}" \
+                "${R_P99[$t]}" "${r:+${r}x}" "$w" "${R_BASE[$t]}" \
+                "${R_WRKCONNS[$t]}$([[ "${R_NEWCONN[$t]}" != true ]] || echo '*')" "${R_CONNS[$t]:--}"
         else
             printf '%-*s %12s\n' "$w" "$t" FAILED
         fi
     done
-    echo
+    printf '\nratio: rps / rps of the row named in "vs" (nginx; the nginx TLS row of the same mode for TLS rows).\n'
+    printf 'conns: wrk connections; * = Connection: close, a new connection (and TLS handshake) per request.\n\n'
 }
 
 json_num() { if [[ -n "${1:-}" ]]; then printf '%s' "$1"; else printf 'null'; fi; }
@@ -669,9 +953,11 @@ json() {
     for t in "${TARGET_LIST[@]}"; do
         ((first)) || printf ','
         first=0
-        printf '{"target":"%s","url":"%s","ok":%s,"rps":%s,"p50_ms":%s,"p99_ms":%s,"ratio_vs_nginx":%s,"requests":%s,"non_2xx_3xx":%s,"socket_errors":%s,"backend_conns":%s}' \
+        # ratio_vs_nginx is against ratio_baseline: nginx, or the nginx TLS row of the same mode.
+        printf '{"target":"%s","url":"%s","ok":%s,"rps":%s,"p50_ms":%s,"p99_ms":%s,"ratio_vs_nginx":%s,"ratio_baseline":"%s","connections":%s,"connection_close":%s,"requests":%s,"non_2xx_3xx":%s,"socket_errors":%s,"backend_conns":%s}' \
             "$t" "${R_URL[$t]:-}" "${R_OK[$t]:-false}" "$(json_num "${R_RPS[$t]:-}")" \
             "$(json_num "${R_P50[$t]:-}")" "$(json_num "${R_P99[$t]:-}")" "$(json_num "$(ratio "$t")")" \
+            "${R_BASE[$t]:-nginx}" "$(json_num "${R_WRKCONNS[$t]:-}")" "${R_NEWCONN[$t]:-false}" \
             "$(json_num "${R_REQ[$t]:-}")" "$(json_num "${R_NON2XX[$t]:-}")" "$(json_num "${R_ERR[$t]:-}")" \
             "$(json_num "${R_CONNS[$t]:-}")"
     done

@@ -59,9 +59,12 @@ const FORWARDING: &[&str] = &[
     "x-method-override",
 ];
 
-/// Hop-by-hop headers (RFC 9110 §7.6.1 and common non-standard ones). `Transfer-Encoding` is
-/// hop-by-hop too, but pingora owns framing and rewrites it itself.
-const HOP_BY_HOP: [HeaderName; 8] = [
+/// Hop-by-hop headers (RFC 9110 §7.6.1 and common non-standard ones), and `Proxy` (httpoxy,
+/// CVE-2016-5385/5387: CGI-style backends turn it into `HTTP_PROXY` and send their own outgoing
+/// requests through it). `Transfer-Encoding` is hop-by-hop too, but pingora owns framing and
+/// rewrites it itself.
+const HOP_BY_HOP: [HeaderName; 9] = [
+    HeaderName::from_static("proxy"),
     header::CONNECTION,
     HeaderName::from_static("keep-alive"),
     HeaderName::from_static("proxy-connection"),

@@ -485,6 +485,17 @@ async fn sign_out(
         tracing::warn!(error = %e, "sign-out: the stored session could not be deleted");
         return store_down();
     }
+    if loaded.ticket.is_none() {
+        // A cookie session has no server-side copy: remember its id here, so a copy of the
+        // cookie taken before the sign-out is refused by this instance.
+        revoked::revoke(
+            &session.provider,
+            "session",
+            &session.sid,
+            now,
+            session.created + sessions.lifetime.as_secs(),
+        );
+    }
     tracing::info!(provider = %session.provider, "signed out");
     let provider = snap
         .provider_index(&session.provider)

@@ -34,6 +34,13 @@ pub enum PathError {
     /// `%` not followed by two hex digits.
     #[error("malformed percent-encoding")]
     BadEscape,
+    /// A double-encoded dot, separator, `%` or control character (`%252e`, `%252f`...): a
+    /// backend that decodes twice would see what this check refused.
+    #[error("double percent-encoding")]
+    DoubleEncoding,
+    /// Escapes that decode to bytes that are not UTF-8 (overlong forms like `%c0%ae`).
+    #[error("percent-encoding that is not UTF-8")]
+    InvalidUtf8,
 }
 
 /// A normalised path.
@@ -129,11 +136,14 @@ fn decode_segment(seg: &str) -> Result<(String, bool), PathError> {
     let bytes = seg.as_bytes();
     let mut out = String::with_capacity(seg.len());
     let mut encoded_dot = false;
+    // Every byte the segment decodes to, to check that escapes above 0x7f form UTF-8.
+    let mut decoded = Vec::with_capacity(seg.len());
     let mut i = 0;
     while i < bytes.len() {
         let b = bytes[i];
         if b != b'%' {
             out.push(b as char);
+            decoded.push(b);
             i += 1;
             continue;
         }
@@ -143,6 +153,7 @@ fn decode_segment(seg: &str) -> Result<(String, bool), PathError> {
             return Err(PathError::BadEscape);
         };
         let v = hi << 4 | lo;
+        decoded.push(v);
         match v {
             b'/' | b'\\' => return Err(PathError::EncodedSeparator),
             0..=0x1f | 0x7f => return Err(PathError::ForbiddenChar),
@@ -158,6 +169,21 @@ fn decode_segment(seg: &str) -> Result<(String, bool), PathError> {
             }
         }
         i += 3;
+    }
+    if std::str::from_utf8(&decoded).is_err() {
+        return Err(PathError::InvalidUtf8);
+    }
+    // On the decoded form, so that `%25%32%65` (which decodes to `%2e`) is caught as well.
+    let out_bytes = out.as_bytes();
+    for (at, _) in out.match_indices("%25") {
+        let twice = out_bytes
+            .get(at + 3)
+            .and_then(|c| hex(*c))
+            .zip(out_bytes.get(at + 4).and_then(|c| hex(*c)))
+            .map(|(h, l)| h << 4 | l);
+        if twice.is_some_and(|w| matches!(w, b'.' | b'/' | b'\\' | b'%' | 0..=0x1f | 0x7f)) {
+            return Err(PathError::DoubleEncoding);
+        }
     }
     Ok((out, encoded_dot))
 }
@@ -231,6 +257,13 @@ mod tests {
             ("/é", PathError::ForbiddenChar),
             ("/a%zz", PathError::BadEscape),
             ("/a%4", PathError::BadEscape),
+            ("/assets/%252e%252e/admin", PathError::DoubleEncoding),
+            ("/assets/..%252fadmin", PathError::DoubleEncoding),
+            ("/a%2525", PathError::DoubleEncoding),
+            ("/a%2500", PathError::DoubleEncoding),
+            ("/assets/%c0%ae%c0%ae/admin", PathError::InvalidUtf8),
+            ("/assets/..%c0%afadmin", PathError::InvalidUtf8),
+            ("/a%ff", PathError::InvalidUtf8),
             ("/assets/..;/admin", PathError::DotSegmentParams),
             ("/assets/.;x/admin", PathError::DotSegmentParams),
             ("*", PathError::NotAbsolute),
@@ -259,5 +292,16 @@ mod tests {
             let twice = normalise(&once).expect(raw).path.into_owned();
             assert_eq!(once, twice, "{raw}");
         }
+    }
+}
+
+#[cfg(test)]
+mod utf8_tests {
+    use super::*;
+
+    #[test]
+    fn encoded_utf8_is_kept_and_single_encoded_percent_is_fine() {
+        let n = normalise("/caf%C3%A9/%25/100%25x").expect("valid");
+        assert_eq!(n.path, "/caf%C3%A9/%25/100%25x");
     }
 }

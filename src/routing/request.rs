@@ -198,6 +198,9 @@ fn request_host<'a>(req: &'a Parts, authority: Option<&'a str>) -> Result<Cow<'a
     if authority.is_some_and(|a| a.contains('@')) || header_host.is_some_and(|h| h.contains('@')) {
         return Err(bad_request("user information in the host", "bad_host"));
     }
+    if !authority.is_none_or(valid_authority) || !header_host.is_none_or(valid_authority) {
+        return Err(bad_request("malformed Host header", "bad_host"));
+    }
     match (authority, header_host) {
         (Some(a), Some(h)) if normalise_host(a) != normalise_host(h) => Err(bad_request(
             "the Host header does not match the request target",
@@ -207,6 +210,41 @@ fn request_host<'a>(req: &'a Parts, authority: Option<&'a str>) -> Result<Cow<'a
         (None, Some(h)) => Ok(normalise_host(h)),
         (None, None) => Ok(Cow::Borrowed("")),
     }
+}
+
+/// Whether `value` is `host[:port]` as RFC 9110 allows it: a name of letters, digits, `-`, `_`
+/// and `.`, or a bracketed IPv6 literal, and a port of digits only. Anything else (`/`, `#`,
+/// `?`, `\`, `%`, spaces, a second `:`) could make the backend read another host than the one
+/// routed on.
+fn valid_authority(value: &str) -> bool {
+    let (host, port) = if let Some(rest) = value.strip_prefix('[') {
+        let Some((inside, after)) = rest.split_once(']') else {
+            return false;
+        };
+        if inside.is_empty()
+            || !inside
+                .bytes()
+                .all(|b| b.is_ascii_hexdigit() || b == b':' || b == b'.')
+        {
+            return false;
+        }
+        match after.strip_prefix(':') {
+            Some(port) => ("", Some(port)),
+            None if after.is_empty() => ("", None),
+            None => return false,
+        }
+    } else {
+        match value.rsplit_once(':') {
+            Some((host, port)) => (host, Some(port)),
+            None => (value, None),
+        }
+    };
+    let name_ok = host
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.' || b == b'_');
+    let port_ok =
+        port.is_none_or(|p| !p.is_empty() && p.len() <= 5 && p.bytes().all(|b| b.is_ascii_digit()));
+    name_ok && port_ok
 }
 
 /// The authority named by the request target: from the URI (HTTP/2, or a URI built with one),
@@ -239,6 +277,42 @@ fn is_websocket(method: &Method, headers: &HeaderMap) -> bool {
     method == Method::GET
         && has_token(headers, header::UPGRADE, "websocket")
         && has_token(headers, header::CONNECTION, "upgrade")
+}
+
+#[cfg(test)]
+mod authority_tests {
+    use super::valid_authority;
+
+    #[test]
+    fn hosts_are_names_or_ipv6_literals_with_a_numeric_port() {
+        for ok in [
+            "app.test",
+            "app.test:8080",
+            "APP.test.",
+            "[::1]",
+            "[::1]:443",
+            "",
+            "my_host",
+        ] {
+            assert!(valid_authority(ok), "{ok}");
+        }
+        for bad in [
+            "evil.test/.corp.test",
+            "evil#.corp.test",
+            "evil?.corp.test",
+            "evil\\.corp.test",
+            "evil%2f.corp.test",
+            "evil .corp.test",
+            "app.test:admin.test",
+            "app.test:",
+            "app.test:123456",
+            "[::1",
+            "[::1]x",
+            "é.test",
+        ] {
+            assert!(!valid_authority(bad), "{bad}");
+        }
+    }
 }
 
 #[cfg(test)]

@@ -1,6 +1,7 @@
-//! Sessions ended by OIDC back-channel logout while they live in cookies (the cookie store,
-//! which has no server-side copy to delete): the provider's `sid` and `sub` are remembered, in
-//! this process, and a session signed in before the logout is refused. With the Redis store the
+//! Sessions ended while they live in cookies (the cookie store, which has no server-side copy to
+//! delete): by OIDC back-channel logout (the provider's `sid` or `sub`: a session signed in before
+//! the logout is refused) and by sign-out (the gateway's own session id: a copy of the cookie
+//! taken before the sign-out is refused) — remembered in this process. With the Redis store the
 //! sessions themselves are deleted, on every instance at once; this list is then not needed.
 //!
 //! Reads are lock-free (the request path checks every session against it); writes are rare.
@@ -54,6 +55,12 @@ pub fn is_revoked(session: &SessionData, now: u64) -> bool {
     let entries = REVOKED.load();
     if entries.is_empty() {
         return false;
+    }
+    if entries
+        .get(&index_entry(&session.provider, "session", &session.sid))
+        .is_some_and(|(_, keep)| *keep > now)
+    {
+        return true;
     }
     ["sid", "sub"].iter().any(|kind| {
         let Some(value) = session.claims.get(*kind).and_then(|v| v.as_str()) else {

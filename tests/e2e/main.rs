@@ -5,6 +5,7 @@
 //! the contract in `.run/CONTRACT.md`: config shape, `check` output, status codes and JSON bodies,
 //! path normalisation, header hygiene, metrics and reload.
 
+mod attacks;
 mod bearer;
 mod browser_smoke;
 mod config_errors;

@@ -384,3 +384,22 @@ async fn back_channel_logout_ends_cookie_sessions_on_this_instance() {
     let (mut again, _) = stack.sign_in("alice", "/").await;
     assert_eq!(stack.get(&mut again, "/", FETCH).await.status, 200);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cookie_copied_before_sign_out_is_refused_after_it() {
+    let stack = Stack::start(IdpOptions::default(), "", APP_ROUTE).await;
+    let (mut jar, _) = stack.sign_in("alice", "/").await;
+    let copy = jar.clone();
+    let r = stack
+        .send(
+            &mut jar,
+            "POST",
+            "/oauth2/sign_out",
+            &[("Sec-Fetch-Site", "same-origin")],
+            "",
+        )
+        .await;
+    assert_eq!(r.status, 302);
+    let replayed = stack.get(&mut copy.clone(), "/", FETCH).await;
+    assert_eq!(replayed.status, 401, "{}", replayed.text());
+}

@@ -522,3 +522,77 @@ fn bad_tls_material_is_a_config_error_naming_the_file_and_key() {
         "{out}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cookies_are_secure_and_host_prefixed_over_tls_even_with_the_dev_setting() {
+    let ca = TestCa::new("cookie-ca");
+    let leaf = ca.issue("app", &["app.test"], 1, false);
+    let backend = EchoBackend::start("app").await;
+    let tls = SocketAddr::from(([127, 0, 0, 1], free_port()));
+    let listeners = format!(
+        "    - {{address: \"{tls}\", cert: {}, key: {}}}\n",
+        yaml_path(&leaf.cert),
+        yaml_path(&leaf.key)
+    );
+    // A plain OAuth provider: the redirect to sign in needs no call to it.
+    let gateway = Gateway::start_with(
+        ServerOptions {
+            extra_listeners: listeners,
+            ..ServerOptions::default()
+        },
+        &format!(
+            "upstreams:\n  app: {{targets: [\"{}\"]}}\nproviders:\n  hub:\n    authorization_endpoint: \"https://hub.test/authorize\"\n    token_endpoint: \"https://hub.test/token\"\n    userinfo_endpoint: \"https://hub.test/user\"\n    client_id: portcullis\nsessions:\n  secret: \"{}\"\n  dev_insecure_cookies: true\nroutes:\n  - {{name: app, upstream: app, auth: session, provider: hub}}\n",
+            backend.addr(),
+            crate::session::secret(5)
+        ),
+    )
+    .await;
+    let navigation = [
+        ("accept", "text/html"),
+        ("sec-fetch-mode", "navigate"),
+        ("sec-fetch-dest", "document"),
+    ];
+    let pem = std::fs::read(ca.cert()).expect("CA");
+    let client = reqwest::Client::builder()
+        .add_root_certificate(reqwest::Certificate::from_pem(&pem).expect("PEM"))
+        .resolve("app.test", tls)
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .expect("client");
+    let cookie_of = |r: &reqwest::Response| {
+        r.headers()
+            .get("set-cookie")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_string()
+    };
+    let mut over_tls = client.get("https://app.test/page");
+    let mut plain = client.get(gateway.url("/page"));
+    for (k, v) in navigation {
+        over_tls = over_tls.header(k, v);
+        plain = plain.header(k, v);
+    }
+    let r = over_tls.send().await.expect("TLS");
+    assert_eq!(r.status(), 302);
+    let location = r
+        .headers()
+        .get("location")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_string();
+    assert!(
+        location.contains("redirect_uri=https%3A%2F%2Fapp.test"),
+        "the redirect URI follows the listener: {location}"
+    );
+    let cookie = cookie_of(&r);
+    assert!(cookie.starts_with("__Host-portcullis_s_"), "{cookie}");
+    assert!(cookie.contains("; Secure"), "{cookie}");
+    let r = plain.send().await.expect("plain");
+    assert_eq!(r.status(), 302);
+    let cookie = cookie_of(&r);
+    assert!(
+        cookie.starts_with("portcullis_s_"),
+        "the dev setting on plain HTTP: {cookie}"
+    );
+    assert!(!cookie.contains("Secure"), "{cookie}");
+}

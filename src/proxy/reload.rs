@@ -44,25 +44,22 @@ impl Reloader {
                 if old.config.server.listen != snapshot.config.server.listen
                     || old.config.server.admin != snapshot.config.server.admin
                     || old.config.server.threads != snapshot.config.server.threads
+                    || old.config.server.limits.max_connections
+                        != snapshot.config.server.limits.max_connections
                 {
                     tracing::warn!(
-                        "listener and thread changes take effect only after a restart or upgrade"
+                        "listener, thread and max_connections changes take effect only after a restart or upgrade"
                     );
                 }
-                let old_tls: Vec<_> = old
-                    .config
-                    .server
-                    .tls_listen
-                    .iter()
-                    .map(|t| t.address)
-                    .collect();
-                let new_tls: Vec<_> = snapshot
-                    .config
-                    .server
-                    .tls_listen
-                    .iter()
-                    .map(|t| t.address)
-                    .collect();
+                let tls_addresses = |s: &Snapshot| -> Vec<std::net::SocketAddr> {
+                    s.config
+                        .server
+                        .tls_listen
+                        .iter()
+                        .map(|t| t.address)
+                        .collect()
+                };
+                let (old_tls, new_tls) = (tls_addresses(&old), tls_addresses(&snapshot));
                 if old_tls != new_tls {
                     tracing::warn!(
                         "TLS listener changes take effect only after a restart or upgrade"

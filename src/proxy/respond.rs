@@ -1,11 +1,30 @@
-//! The only place the gateway writes a response of its own: JSON errors.
+//! The only place the gateway writes responses of its own: JSON errors and documents, redirects
+//! and small HTML pages.
 //!
 //! Bodies name a fixed error code and message; they never echo request data, upstream
-//! addresses or internal error text (those go to the log).
+//! addresses or internal error text (those go to the log). Every answer is `no-store` except the
+//! assertion key set, which apps may cache for minutes.
 
 use bytes::Bytes;
 use pingora::http::ResponseHeader;
 use pingora::prelude::*;
+
+/// A response head of `status` with `content-type` and `content-length` for `body`, and
+/// `cache-control: no-store`.
+fn head(status: u16, content_type: &str, body: &Bytes) -> Result<ResponseHeader> {
+    let mut resp = ResponseHeader::build(status, Some(8))?;
+    resp.insert_header("content-type", content_type)?;
+    resp.insert_header("content-length", body.len().to_string())?;
+    resp.insert_header("cache-control", "no-store")?;
+    Ok(resp)
+}
+
+/// Writes `resp` and `body`, ending the response.
+async fn send(session: &mut Session, resp: ResponseHeader, body: Bytes) -> Result<()> {
+    session.write_response_header(Box::new(resp), false).await?;
+    session.write_response_body(Some(body), true).await?;
+    Ok(())
+}
 
 /// Writes a JSON error response and ends it.
 pub async fn json_error(
@@ -15,13 +34,8 @@ pub async fn json_error(
     message: &str,
 ) -> Result<()> {
     let body = Bytes::from(serde_json::json!({"error": code, "message": message}).to_string());
-    let mut resp = ResponseHeader::build(status, Some(3))?;
-    resp.insert_header("content-type", "application/json")?;
-    resp.insert_header("content-length", body.len().to_string())?;
-    resp.insert_header("cache-control", "no-store")?;
-    session.write_response_header(Box::new(resp), false).await?;
-    session.write_response_body(Some(body), true).await?;
-    Ok(())
+    let resp = head(status, "application/json", &body)?;
+    send(session, resp, body).await
 }
 
 /// What goes with a refusal besides its body.
@@ -55,28 +69,19 @@ pub async fn auth_error(
     let body = Bytes::from(
         serde_json::json!({"error": denied.code, "message": denied.description}).to_string(),
     );
-    let mut resp = ResponseHeader::build(denied.status, Some(8))?;
-    resp.insert_header("content-type", "application/json")?;
-    resp.insert_header("content-length", body.len().to_string())?;
-    resp.insert_header("cache-control", "no-store")?;
+    let mut resp = head(denied.status, "application/json", &body)?;
     if let Some(challenge) = &denied.challenge {
         resp.insert_header("www-authenticate", challenge.as_str())?;
     }
     add_extras(&mut resp, extras)?;
-    session.write_response_header(Box::new(resp), false).await?;
-    session.write_response_body(Some(body), true).await?;
-    Ok(())
+    send(session, resp, body).await
 }
 
 /// Writes a JSON document already serialised, cacheable for `max_age` seconds (`/jwks.json`).
 pub async fn json_bytes(session: &mut Session, body: Bytes, max_age: u32) -> Result<()> {
-    let mut resp = ResponseHeader::build(200, Some(3))?;
-    resp.insert_header("content-type", "application/json")?;
-    resp.insert_header("content-length", body.len().to_string())?;
+    let mut resp = head(200, "application/json", &body)?;
     resp.insert_header("cache-control", format!("public, max-age={max_age}"))?;
-    session.write_response_header(Box::new(resp), false).await?;
-    session.write_response_body(Some(body), true).await?;
-    Ok(())
+    send(session, resp, body).await
 }
 
 /// Writes a JSON document (the gateway's own endpoints).
@@ -87,14 +92,9 @@ pub async fn json(
     extras: Extras<'_>,
 ) -> Result<()> {
     let body = Bytes::from(value.to_string());
-    let mut resp = ResponseHeader::build(status, Some(8))?;
-    resp.insert_header("content-type", "application/json")?;
-    resp.insert_header("content-length", body.len().to_string())?;
-    resp.insert_header("cache-control", "no-store")?;
+    let mut resp = head(status, "application/json", &body)?;
     add_extras(&mut resp, extras)?;
-    session.write_response_header(Box::new(resp), false).await?;
-    session.write_response_body(Some(body), true).await?;
-    Ok(())
+    send(session, resp, body).await
 }
 
 /// Writes a `302 Found` to `location` with `Set-Cookie` values.
@@ -131,10 +131,7 @@ pub async fn html(
         m = escape_html(message),
     );
     let body = Bytes::from(page);
-    let mut resp = ResponseHeader::build(status, Some(8))?;
-    resp.insert_header("content-type", "text/html; charset=utf-8")?;
-    resp.insert_header("content-length", body.len().to_string())?;
-    resp.insert_header("cache-control", "no-store")?;
+    let mut resp = head(status, "text/html; charset=utf-8", &body)?;
     resp.insert_header("x-frame-options", "DENY")?;
     resp.insert_header(
         "content-security-policy",
@@ -147,9 +144,7 @@ pub async fn html(
             cors_origin: None,
         },
     )?;
-    session.write_response_header(Box::new(resp), false).await?;
-    session.write_response_body(Some(body), true).await?;
-    Ok(())
+    send(session, resp, body).await
 }
 
 /// Escapes text for HTML content and attribute values.

@@ -2,10 +2,14 @@
 //!
 //! A target that fails to connect is skipped for the upstream's `fail_timeout`; when every
 //! target is marked down, selection falls back to plain round robin rather than refusing, so a
-//! recovered backend is found again without waiting. State is per config load and lock-free.
+//! recovered backend is found again without waiting. Health is kept per target address for the
+//! life of the process, so a config reload does not send requests to a target known to be down;
+//! the request path reads it lock-free.
 
+use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, LazyLock, Mutex};
 use std::time::{Duration, Instant};
 
 use crate::config::UpstreamConfig;
@@ -16,25 +20,42 @@ pub struct UpstreamPool {
     /// The configuration it was built from.
     pub config: UpstreamConfig,
     next: AtomicUsize,
-    /// Per target: milliseconds since `epoch` until which it is skipped (0 = healthy).
-    down_until: Vec<AtomicU64>,
-    epoch: Instant,
+    /// Per target: milliseconds since [`EPOCH`] until which it is skipped (0 = healthy); shared
+    /// with every pool (of every config load) that has the same target address.
+    down_until: Vec<Arc<AtomicU64>>,
+}
+
+/// The origin of every pool's health clock.
+static EPOCH: LazyLock<Instant> = LazyLock::new(Instant::now);
+
+/// Health slots by target address, for the life of the process.
+static HEALTH: LazyLock<Mutex<HashMap<SocketAddr, Arc<AtomicU64>>>> =
+    LazyLock::new(|| Mutex::new(HashMap::new()));
+
+/// The health slot of `target` (a fresh one if the registry cannot be read).
+fn health_of(target: SocketAddr) -> Arc<AtomicU64> {
+    match HEALTH.lock() {
+        Ok(mut all) => all
+            .entry(target)
+            .or_insert_with(|| Arc::new(AtomicU64::new(0)))
+            .clone(),
+        Err(_) => Arc::new(AtomicU64::new(0)),
+    }
 }
 
 impl UpstreamPool {
-    /// A pool with every target healthy.
+    /// A pool over `config`'s targets, with the health they already have.
     pub fn new(config: UpstreamConfig) -> Self {
-        let down_until = config.targets.iter().map(|_| AtomicU64::new(0)).collect();
+        let down_until = config.targets.iter().map(|t| health_of(*t)).collect();
         Self {
             config,
             next: AtomicUsize::new(0),
             down_until,
-            epoch: Instant::now(),
         }
     }
 
     fn now_ms(&self) -> u64 {
-        u64::try_from(self.epoch.elapsed().as_millis()).unwrap_or(u64::MAX)
+        u64::try_from(EPOCH.elapsed().as_millis()).unwrap_or(u64::MAX)
     }
 
     /// The next target to try, skipping those marked down and those in `tried` (a bit set of
@@ -84,11 +105,12 @@ mod tests {
     use super::*;
     use std::sync::Arc;
 
-    fn pool(n: u16) -> UpstreamPool {
+    /// A pool of `n` targets on 127.0.0.`host` (health is per address, so each test has its own).
+    fn pool_at(host: u8, n: u16) -> UpstreamPool {
         UpstreamPool::new(UpstreamConfig {
             name: Arc::from("u"),
             targets: (0..n)
-                .map(|i| SocketAddr::from(([127, 0, 0, 1], 1000 + i)))
+                .map(|i| SocketAddr::from(([127, 0, 0, host], 1000 + i)))
                 .collect(),
             connect_timeout: Duration::from_secs(1),
             read_timeout: Duration::from_secs(1),
@@ -100,14 +122,14 @@ mod tests {
 
     #[test]
     fn round_robin_visits_every_target() {
-        let p = pool(3);
+        let p = pool_at(11, 3);
         let picks: Vec<usize> = (0..6).filter_map(|_| p.select(0).map(|(i, _)| i)).collect();
         assert_eq!(picks, vec![0, 1, 2, 0, 1, 2]);
     }
 
     #[test]
     fn a_down_target_is_skipped_until_all_are_down() {
-        let p = pool(2);
+        let p = pool_at(12, 2);
         p.mark_down(0);
         assert!((0..4).all(|_| p.select(0).map(|(i, _)| i) == Some(1)));
         p.mark_down(1);
@@ -115,8 +137,17 @@ mod tests {
     }
 
     #[test]
+    fn health_outlives_a_config_reload() {
+        let old = pool_at(14, 2);
+        old.mark_down(0);
+        // The pool a reload builds for the same targets knows target 0 is down.
+        let reloaded = pool_at(14, 2);
+        assert!((0..4).all(|_| reloaded.select(0).map(|(i, _)| i) == Some(1)));
+    }
+
+    #[test]
     fn retries_avoid_targets_already_tried() {
-        let p = pool(2);
+        let p = pool_at(13, 2);
         for _ in 0..4 {
             assert_eq!(p.select(0b01).map(|(i, _)| i), Some(1));
         }

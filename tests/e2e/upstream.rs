@@ -219,6 +219,36 @@ routes:
         20,
         "every request reached the live target once"
     );
+
+    // A reload keeps what the gateway learnt: the dead target is not tried again before its
+    // fail_timeout, so no new connection error is counted.
+    let refused = |m: &str| {
+        crate::support::metric_sum(
+            m,
+            "portcullis_upstream_errors_total",
+            &["upstream=\"app\"", "kind=\"connect_refused\""],
+        )
+    };
+    let before = refused(&gateway.metrics().await);
+    assert!(before >= 1.0, "the dead target was tried once");
+    gateway.reload();
+    crate::support::wait_until("the reload", Duration::from_secs(10), || async {
+        gateway
+            .metrics()
+            .await
+            .contains("portcullis_config_reloads_total{result=\"success\"} 1")
+    })
+    .await;
+    for i in 0..20 {
+        let (status, _, _) = get(&gateway, &format!("/after/{i}")).await;
+        assert_eq!(status, 200);
+    }
+    assert_eq!(live.count(), 40);
+    assert_eq!(
+        refused(&gateway.metrics().await),
+        before,
+        "no request tried the dead target after the reload"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

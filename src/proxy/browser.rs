@@ -17,8 +17,7 @@ use crate::metrics;
 use crate::policy::{RequestFacts, Verdict};
 use crate::routing::{AuthPolicy, Route, RouteMode};
 use crate::session::redis::StoreError;
-use crate::session::revoked;
-use crate::session::store::{Store, remaining};
+use crate::session::store::{Store, live, remaining};
 use crate::session::{SessionData, Ticket};
 use crate::signin::refresh::Refreshes;
 use crate::signin::{FlowError, SignInProvider};
@@ -136,12 +135,7 @@ pub fn base_url(snap: &Snapshot, req: &Parts, trusted: bool) -> Option<String> {
         .authority()
         .map(|a| a.as_str())
         .or_else(|| req.headers.get(header::HOST).and_then(|h| h.to_str().ok()))?;
-    let plausible = !host.is_empty()
-        && host.len() <= 255
-        && host
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"-.:[]".contains(&b));
-    if !plausible {
+    if host.is_empty() || host.len() > 255 || !crate::routing::request::valid_authority(host) {
         return None;
     }
     let tls = req
@@ -204,12 +198,6 @@ fn wants_redirect(route: &Route, req: &Parts) -> bool {
         Some(RouteMode::Browser) => req.method == Method::GET || req.method == Method::HEAD,
         None => is_navigation(&req.method, &req.headers),
     }
-}
-
-fn session_live(s: &SessionData, cfg: &SessionsConfig, now: u64) -> bool {
-    s.created + cfg.lifetime.as_secs() > now
-        && s.seen + cfg.idle_timeout.as_secs() > now
-        && s.created <= now + 60
 }
 
 /// How stale `seen` may get before the cookie is rewritten: an eighth of the idle timeout, so
@@ -373,11 +361,9 @@ pub async fn authenticate(
         .load(cookies, &req.headers)
         .await
         .map_err(|e| store_unavailable(route, req, redirects, &e))?;
-    let live = loaded.session.filter(|s| {
-        s.provider == *provider.name
-            && session_live(s, sessions, now)
-            && !revoked::is_revoked(s, now)
-    });
+    let live = loaded
+        .session
+        .filter(|s| s.provider == *provider.name && live(s, sessions, now));
     let Some(mut session) = live else {
         if let Some(problem) = loaded.problem {
             tracing::info!(route = %route.name, problem, "session cookie refused");
@@ -405,7 +391,10 @@ pub async fn authenticate(
             }
             Err(e) => {
                 tracing::info!(route = %route.name, error = %e, "session refresh refused; signing out");
-                if let Err(e) = store.end(ticket.as_ref()).await {
+                if let Err(e) = store
+                    .end(Some(&session), ticket.as_ref(), sessions, now)
+                    .await
+                {
                     tracing::warn!(error = %e, "could not delete the ended session");
                 }
                 return Err(unauthenticated(cookies.clear(loaded.present)));
@@ -431,7 +420,7 @@ pub async fn authenticate(
     } else {
         Vec::new()
     };
-    let claims = Arc::new(session.claims.clone());
+    let claims = Arc::new(std::mem::take(&mut session.claims));
     let facts = RequestFacts {
         method: &req.method,
         path,

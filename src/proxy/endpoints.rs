@@ -18,7 +18,7 @@ use crate::routing::{AuthPolicy, normalise, normalise_host};
 use crate::session::Cookies;
 use crate::session::redis::{StoreError, index_entry};
 use crate::session::revoked;
-use crate::session::store::Loaded;
+use crate::session::store::{Loaded, live};
 use crate::signin::refresh::Refreshes;
 use crate::snapshot::Snapshot;
 use crate::token::unix_now;
@@ -314,8 +314,16 @@ async fn callback(snap: &Snapshot, req: &Parts, trusted: bool, now: u64) -> Answ
             };
             let before = store.read(&req.headers);
             let present = before.present;
-            // A session the browser held before this sign-in ends with it (Redis store).
-            if let Err(e) = sessions_store.end(before.ticket.as_ref()).await {
+            // A session the browser held before this sign-in ends with it.
+            if let Err(e) = sessions_store
+                .end(
+                    before.session.as_ref(),
+                    before.ticket.as_ref(),
+                    sessions,
+                    now,
+                )
+                .await
+            {
                 tracing::warn!(error = %e, "the previous session could not be deleted");
             }
             // A new session always gets a new ticket (Redis) or new cookies: whatever the
@@ -387,17 +395,10 @@ async fn live_session(snap: &Snapshot, req: &Parts, now: u64) -> Result<Loaded, 
         return Ok(Loaded::default());
     };
     let mut loaded = store.load(cookies, &req.headers).await?;
-    loaded.session = loaded.session.filter(|s| {
-        s.created + sessions.lifetime.as_secs() > now
-            && s.seen + sessions.idle_timeout.as_secs() > now
-            && snap.provider_index(&s.provider).is_some()
-            && !revoked::is_revoked(s, now)
-    });
+    loaded.session = loaded
+        .session
+        .filter(|s| live(s, sessions, now) && snap.provider_index(&s.provider).is_some());
     Ok(loaded)
-}
-
-fn store_down() -> Answer {
-    Answer::store_down()
 }
 
 /// Whether a sign-out POST comes from the gateway's own pages: fetch metadata or `Origin` say
@@ -440,7 +441,7 @@ async fn sign_out(
         .or_else(|| query_param(req, "rd"));
     let rd = checked_return(sessions, rd_raw.as_deref());
     let Ok(loaded) = live_session(snap, req, now).await else {
-        return store_down();
+        return Answer::store_down();
     };
     let present = loaded.present;
     let base = base_url(snap, req, trusted);
@@ -480,21 +481,12 @@ async fn sign_out(
     }
     let cookies = store.clear(present | 1);
     if let Some(sessions_store) = &snap.store
-        && let Err(e) = sessions_store.end(loaded.ticket.as_ref()).await
+        && let Err(e) = sessions_store
+            .end(Some(&session), loaded.ticket.as_ref(), sessions, now)
+            .await
     {
         tracing::warn!(error = %e, "sign-out: the stored session could not be deleted");
-        return store_down();
-    }
-    if loaded.ticket.is_none() {
-        // A cookie session has no server-side copy: remember its id here, so a copy of the
-        // cookie taken before the sign-out is refused by this instance.
-        revoked::revoke(
-            &session.provider,
-            "session",
-            &session.sid,
-            now,
-            session.created + sessions.lifetime.as_secs(),
-        );
+        return Answer::store_down();
     }
     tracing::info!(provider = %session.provider, "signed out");
     let provider = snap
@@ -515,7 +507,7 @@ async fn sign_out(
 /// `/userinfo`: the signed-in identity as JSON.
 async fn userinfo(snap: &Snapshot, req: &Parts, now: u64) -> Answer {
     let Ok(loaded) = live_session(snap, req, now).await else {
-        return store_down();
+        return Answer::store_down();
     };
     let (Some(sessions), Some(session)) = (&snap.config.sessions, loaded.session) else {
         return Answer::Json {
@@ -731,7 +723,7 @@ async fn backchannel_logout(snap: &Snapshot, form: &[(String, String)], now: u64
                         .with_label_values(&["store_unavailable"])
                         .inc();
                     tracing::warn!(error = %e, "back-channel logout: store unavailable");
-                    return store_down();
+                    return Answer::store_down();
                 }
             }
         }

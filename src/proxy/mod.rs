@@ -114,10 +114,14 @@ impl ProxyHttp for Gateway {
     async fn request_filter(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<bool> {
         let snap = self.state.load_full();
         ctx.tls = session.digest().is_some_and(|d| d.ssl_digest.is_some());
-        session
-            .req_header_mut()
-            .extensions_mut()
-            .insert(crate::snapshot::Arrival { tls: ctx.tls });
+        if ctx.tls {
+            // Read by the cookie and redirect-URI code; absent means plain HTTP, so plain
+            // requests pay for no extension map.
+            session
+                .req_header_mut()
+                .extensions_mut()
+                .insert(crate::snapshot::Arrival { tls: true });
+        }
         let limits = snap.config.server.limits;
         let req = session.req_header();
         if let Some(r) = over_limits(&limits, req, req.raw_path()) {
@@ -594,8 +598,11 @@ fn upstream_tls_peer(
 
 /// The HTTPS port to redirect to, when the request came in on a plain listener that redirects.
 fn https_redirect(snap: &Snapshot, session: &Session) -> Option<u16> {
-    let local = session.server_addr()?.as_inet()?;
     let redirects = &snap.config.server.https_redirects;
+    if redirects.is_empty() {
+        return None;
+    }
+    let local = session.server_addr()?.as_inet()?;
     redirects
         .iter()
         .find(|(addr, _)| {

@@ -216,7 +216,7 @@ fn request_host<'a>(req: &'a Parts, authority: Option<&'a str>) -> Result<Cow<'a
 /// and `.`, or a bracketed IPv6 literal, and a port of digits only. Anything else (`/`, `#`,
 /// `?`, `\`, `%`, spaces, a second `:`) could make the backend read another host than the one
 /// routed on.
-fn valid_authority(value: &str) -> bool {
+pub fn valid_authority(value: &str) -> bool {
     let (host, port) = if let Some(rest) = value.strip_prefix('[') {
         let Some((inside, after)) = rest.split_once(']') else {
             return false;

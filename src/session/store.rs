@@ -7,7 +7,7 @@ use std::time::Duration;
 use http::HeaderMap;
 
 use super::redis::{RedisStore, StoreError, index_entry, shared};
-use super::{Cookies, SessionData, Ticket};
+use super::{Cookies, SessionData, Ticket, revoked};
 use crate::config::{SessionStore, SessionsConfig};
 
 /// Where sessions live.
@@ -30,6 +30,13 @@ pub struct Loaded {
     pub present: u8,
     /// Why cookies that were there led to no session (bounded label).
     pub problem: Option<&'static str>,
+}
+
+/// Whether `session` is within its lifetime and idle timeout at `now` (and not from the future).
+pub fn live(session: &SessionData, config: &SessionsConfig, now: u64) -> bool {
+    session.created + config.lifetime.as_secs() > now
+        && session.seen + config.idle_timeout.as_secs() > now
+        && session.created <= now + 60
 }
 
 /// How long a stored session lives from `now`: to its end, or its idle timeout if sooner.
@@ -55,7 +62,8 @@ impl Store {
         }
     }
 
-    /// The session the request's cookies lead to.
+    /// The session the request's cookies lead to; a session ended on this instance (sign-out or
+    /// back-channel logout of a cookie session) is not returned.
     pub async fn load(&self, cookies: &Cookies, headers: &HeaderMap) -> Result<Loaded, StoreError> {
         let read = cookies.read(headers);
         let mut loaded = Loaded {
@@ -75,6 +83,14 @@ impl Store {
             // A cookie of the other store (the store was switched): signed out.
             (_, Some(_), _) | (_, _, Some(_)) => loaded.problem = Some("other_store"),
             _ => {}
+        }
+        if loaded
+            .session
+            .as_ref()
+            .is_some_and(|s| revoked::is_revoked(s, crate::token::unix_now()))
+        {
+            loaded.session = None;
+            loaded.problem = Some("ended");
         }
         Ok(loaded)
     }
@@ -119,10 +135,23 @@ impl Store {
             .ok_or_else(|| StoreError::Unavailable("cannot seal the ticket".into()))
     }
 
-    /// Ends the session of `ticket` (Redis store; a cookie session ends with its cookies).
-    pub async fn end(&self, ticket: Option<&Ticket>) -> Result<(), StoreError> {
-        match (self, ticket) {
-            (Store::Redis(redis), Some(t)) => redis.delete(&t.id).await,
+    /// Ends a session: deletes it from Redis (by its `ticket`), or — a cookie session has no
+    /// server-side copy — remembers its id on this instance until it would have ended anyway, so
+    /// a copy of its cookie is refused from now on.
+    pub async fn end(
+        &self,
+        session: Option<&SessionData>,
+        ticket: Option<&Ticket>,
+        config: &SessionsConfig,
+        now: u64,
+    ) -> Result<(), StoreError> {
+        match (self, ticket, session) {
+            (Store::Redis(redis), Some(t), _) => redis.delete(&t.id).await,
+            (Store::Cookie, _, Some(s)) => {
+                let until = s.created + config.lifetime.as_secs();
+                revoked::revoke(&s.provider, "session", &s.sid, now, until);
+                Ok(())
+            }
             _ => Ok(()),
         }
     }

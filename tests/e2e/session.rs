@@ -242,6 +242,19 @@ impl Stack {
         response
     }
 
+    /// Signs out as the app's own page would (`POST /oauth2/sign_out`, same-origin fetch
+    /// metadata); the response (a redirect).
+    pub async fn sign_out(&self, jar: &mut Jar) -> RawResponse {
+        self.send(
+            jar,
+            "POST",
+            "/oauth2/sign_out",
+            &[("Sec-Fetch-Site", "same-origin")],
+            "",
+        )
+        .await
+    }
+
     /// Signs `login` in through the provider from a navigation to `path`: returns the jar with
     /// the session and the callback's response (a redirect back to `path`).
     pub async fn sign_in(&self, login: &str, path: &str) -> (Jar, RawResponse) {

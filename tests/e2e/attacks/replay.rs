@@ -303,15 +303,7 @@ async fn a_captured_session_cookie_is_dead_after_sign_out_with_redis() {
     let (mut jar, _) = stack.sign_in("alice", "/").await;
     let captured = jar.clone();
     assert_eq!(stack.get(&mut jar.clone(), "/", FETCH).await.status, 200);
-    let out = stack
-        .send(
-            &mut jar,
-            "POST",
-            "/oauth2/sign_out",
-            &[("Sec-Fetch-Site", "same-origin")],
-            "",
-        )
-        .await;
+    let out = stack.sign_out(&mut jar).await;
     assert_eq!(out.status, 302, "{}", out.text());
     let before = stack.backend.count();
     let r = stack.get(&mut captured.clone(), "/", FETCH).await;

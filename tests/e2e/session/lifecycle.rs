@@ -177,15 +177,7 @@ async fn sign_out_ends_the_session_here_and_at_the_provider() {
     assert_eq!(r.status, 401);
     // Sign-out with Sec-Fetch-Site: same-origin works too (a fetch() from the app's page).
     let (mut jar, _) = stack.sign_in("alice", "/").await;
-    let r = stack
-        .send(
-            &mut jar,
-            "POST",
-            "/oauth2/sign_out",
-            &[("Sec-Fetch-Site", "same-origin")],
-            "",
-        )
-        .await;
+    let r = stack.sign_out(&mut jar).await;
     assert_eq!(r.status, 302);
     assert!(jar.get("__Host-portcullis").is_none());
 }
@@ -390,15 +382,7 @@ async fn a_cookie_copied_before_sign_out_is_refused_after_it() {
     let stack = Stack::start(IdpOptions::default(), "", APP_ROUTE).await;
     let (mut jar, _) = stack.sign_in("alice", "/").await;
     let copy = jar.clone();
-    let r = stack
-        .send(
-            &mut jar,
-            "POST",
-            "/oauth2/sign_out",
-            &[("Sec-Fetch-Site", "same-origin")],
-            "",
-        )
-        .await;
+    let r = stack.sign_out(&mut jar).await;
     assert_eq!(r.status, 302);
     let replayed = stack.get(&mut copy.clone(), "/", FETCH).await;
     assert_eq!(replayed.status, 401, "{}", replayed.text());

@@ -85,6 +85,18 @@ impl Pair {
         response
     }
 
+    /// Signs alice in through A and checks that B knows her session; her cookies.
+    async fn sign_in_on_a_continue_on_b(&self) -> Jar {
+        let mut jar = self
+            .sign_in(&self.a, &mut IdpBrowser::default(), "alice")
+            .await;
+        assert_eq!(
+            user(&Self::get(&self.b, &mut jar, "/", FETCH).await),
+            vec!["alice"]
+        );
+        jar
+    }
+
     /// Signs `login` in through `gateway`, keeping the provider's session in `browser`.
     async fn sign_in(&self, gateway: &Gateway, browser: &mut IdpBrowser, login: &str) -> Jar {
         let mut jar = Jar::default();
@@ -394,13 +406,7 @@ async fn sentinel_finds_the_master() {
         sentinel.url()
     );
     let pair = Pair::start(IdpOptions::default(), &sessions, APP_ROUTE).await;
-    let mut jar = pair
-        .sign_in(&pair.a, &mut IdpBrowser::default(), "alice")
-        .await;
-    assert_eq!(
-        user(&Pair::get(&pair.b, &mut jar, "/", FETCH).await),
-        vec!["alice"]
-    );
+    pair.sign_in_on_a_continue_on_b().await;
     assert_eq!(master.keys("portcullis:s:*").await.len(), 1);
 }
 
@@ -413,13 +419,7 @@ async fn tls_to_redis_verifies_the_server_certificate() {
         redis.url()
     );
     let pair = Pair::start(IdpOptions::default(), &trusted, APP_ROUTE).await;
-    let mut jar = pair
-        .sign_in(&pair.a, &mut IdpBrowser::default(), "alice")
-        .await;
-    assert_eq!(
-        user(&Pair::get(&pair.b, &mut jar, "/", FETCH).await),
-        vec!["alice"]
-    );
+    let mut jar = pair.sign_in_on_a_continue_on_b().await;
     assert_eq!(redis.keys("portcullis:s:*").await.len(), 1);
 
     // Without the CA (the system's roots), the server's certificate is not trusted: 503, and

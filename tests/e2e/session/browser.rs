@@ -279,7 +279,10 @@ async fn tokens_refresh_and_sign_out_ends_both_sessions() {
     // Sign out: the gateway's confirmation, then the provider's.
     browser.goto(&stack.browser_url("/oauth2/sign_out")).await;
     browser.click("#sign-out").await;
-    let at = browser.current_url().await;
+    // The form's POST and the redirect may still be in flight when the click returns.
+    let at = browser
+        .wait_for_url_prefix(&stack.idp.url("/session/end"), WAIT)
+        .await;
     assert!(at.starts_with(&stack.idp.url("/session/end")), "{at}");
     assert!(
         session_cookies(&browser).await.is_empty(),

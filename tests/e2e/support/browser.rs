@@ -496,7 +496,9 @@ impl Browser {
                 continue;
             }
             let on_login = self.exists("form input[name=prompt][value=login]").await;
-            if !on_login && !on_consent {
+            // Between two pages the form is gone but the URL is still the provider's
+            // interaction: only a URL off the interaction pages means the sign-in is done.
+            if !on_login && !on_consent && !url.contains("/interaction/") {
                 return url;
             }
             if Instant::now() >= deadline {

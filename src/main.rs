@@ -237,6 +237,22 @@ fn run(path: &Path, upgrade: bool, daemon: bool) -> ExitCode {
     let admin = config.server.admin;
     let h2c = config.server.h2c;
     let threads = config.server.threads;
+    // Nothing is bound yet: refuse to start on an address another process serves (see
+    // `exclusive`), unless this process takes the sockets over from the running instance.
+    let _claims = if upgrade {
+        None
+    } else {
+        let mut addrs = listen.clone();
+        addrs.extend(config.server.tls_listen.iter().map(|t| t.address));
+        addrs.push(admin);
+        match portcullis::proxy::exclusive::claim(&addrs) {
+            Ok(claims) => Some(claims),
+            Err(e) => {
+                eprintln!("portcullis: {e}");
+                return ExitCode::FAILURE;
+            }
+        }
+    };
     let conf = server_conf(&config);
     let opt = Opt {
         upgrade,

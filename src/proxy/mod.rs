@@ -16,6 +16,7 @@ pub mod browser;
 pub mod connections;
 pub mod ctx;
 pub mod endpoints;
+pub mod exclusive;
 pub mod keys;
 pub mod reload;
 pub mod respond;

@@ -12,6 +12,7 @@ mod config_errors;
 mod faults;
 mod headers;
 mod idp_smoke;
+mod instances;
 mod limits;
 mod paths;
 mod protocols;

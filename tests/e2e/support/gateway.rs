@@ -24,6 +24,8 @@ pub struct ServerOptions {
     /// The public listener; `None`: a free port on 127.0.0.1. Set it when the address must be
     /// known before the gateway starts (a provider's redirect URI names it).
     pub listen: Option<SocketAddr>,
+    /// The admin listener; `None`: a free port on 127.0.0.1.
+    pub admin: Option<SocketAddr>,
     /// More `server.listen` entries, as YAML list items indented by four spaces (TLS listeners,
     /// redirect listeners).
     pub extra_listeners: String,
@@ -61,12 +63,15 @@ impl Gateway {
         Self::spawn_with(ServerOptions::default(), rest)
     }
 
-    fn spawn_with(options: ServerOptions, rest: &str) -> Self {
+    /// Spawns a gateway with `options` without waiting for it to become ready.
+    pub fn spawn_with(options: ServerOptions, rest: &str) -> Self {
         let dir = tempfile::tempdir().expect("creating a temporary directory must work");
         let listen = options
             .listen
             .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], free_port())));
-        let admin = SocketAddr::from(([127, 0, 0, 1], free_port()));
+        let admin = options
+            .admin
+            .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], free_port())));
         let trusted = options
             .trusted_proxies
             .iter()
@@ -254,9 +259,8 @@ impl Gateway {
         }
     }
 
-    /// Sends SIGTERM and waits up to `timeout` for the process to exit; `None` if it did not.
-    pub async fn terminate(&mut self, timeout: Duration) -> Option<ExitStatus> {
-        self.signal("TERM");
+    /// Waits up to `timeout` for the process to exit by itself; `None` if it did not.
+    pub async fn exited_within(&mut self, timeout: Duration) -> Option<ExitStatus> {
         let deadline = Instant::now() + timeout;
         loop {
             if let Ok(Some(status)) = self.child.try_wait() {
@@ -267,6 +271,17 @@ impl Gateway {
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
+    }
+
+    /// The admin listener.
+    pub fn admin_addr(&self) -> SocketAddr {
+        self.admin
+    }
+
+    /// Sends SIGTERM and waits up to `timeout` for the process to exit; `None` if it did not.
+    pub async fn terminate(&mut self, timeout: Duration) -> Option<ExitStatus> {
+        self.signal("TERM");
+        self.exited_within(timeout).await
     }
 
     fn signal(&self, name: &str) {

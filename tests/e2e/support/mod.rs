@@ -21,13 +21,26 @@ pub use echo::{EchoBackend, Seen};
 pub use gateway::{Gateway, ServerOptions, check};
 pub use raw::{RawExchange, RawResponse};
 
-/// A port on 127.0.0.1 that was free a moment ago: bind port 0, read the port, drop the socket.
+/// A port on 127.0.0.1 that was free a moment ago, below the kernel's ephemeral range.
+///
+/// A port from the ephemeral range (what binding port 0 hands out) can be taken in the meantime
+/// by any outgoing connection of a parallel test, and the gateway refuses to start on a port in
+/// use. So: random ports under the range, checked by binding them.
 pub fn free_port() -> u16 {
-    let listener = StdTcpListener::bind("127.0.0.1:0").expect("binding 127.0.0.1:0 must work");
-    listener
-        .local_addr()
-        .expect("a bound socket has a local address")
-        .port()
+    use std::hash::{BuildHasher, RandomState};
+    let low = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|r| r.split_whitespace().next()?.parse::<u16>().ok())
+        .unwrap_or(32768);
+    let (from, to) = (10_000u16, low.max(12_000));
+    for attempt in 0u32..1000 {
+        let random = RandomState::new().hash_one((attempt, std::process::id()));
+        let port = from + (random % u64::from(to - from)) as u16;
+        if StdTcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no free port on 127.0.0.1 between {from} and {to}");
 }
 
 /// An address where nothing listens: connecting to it is refused.

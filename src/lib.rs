@@ -12,6 +12,9 @@
 //! everything compiled from one load, swapped atomically on SIGHUP. Only [`proxy`] and the binary
 //! speak pingora; everything else works on `http` types and can be tested without a server.
 
+// The request loop's future (front, endpoints, forward) is deeper than the default allows.
+#![recursion_limit = "256"]
+
 pub mod access_log;
 pub mod assertion;
 pub mod config;

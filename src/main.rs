@@ -6,7 +6,6 @@ use std::sync::Arc;
 
 use arc_swap::ArcSwap;
 use clap::{Parser, Subcommand};
-use pingora::apps::HttpServerOptions;
 use pingora::apps::http_app::HttpServer;
 use pingora::listeners::TcpSocketOptions;
 use pingora::prelude::{Opt, Server, background_service};
@@ -163,25 +162,18 @@ fn server_conf(config: &Config) -> ServerConf {
 /// One single-threaded proxy service listening on every public address.
 #[allow(clippy::too_many_arguments)]
 fn proxy_shard(
-    server: &Server,
     state: &portcullis::snapshot::SharedSnapshot,
     refreshes: &Arc<portcullis::signin::refresh::Refreshes>,
     shard: usize,
     listen: &[std::net::SocketAddr],
     tls_listen: &[(std::net::SocketAddr, Arc<portcullis::tls::Resolver>)],
     h2c: bool,
-) -> Service<Counted<pingora::proxy::HttpProxy<Gateway>>> {
-    let mut proxy = pingora::proxy::http_proxy(
-        &server.configuration,
-        Gateway::new(state.clone(), refreshes.clone()),
-    );
-    let mut options = HttpServerOptions::default();
-    options.h2c = h2c;
-    proxy.server_options = Some(options);
+) -> Service<Counted<Gateway>> {
+    let gateway = Gateway::new(state.clone(), refreshes.clone(), h2c);
     let max_connections = state.load().config.server.limits.max_connections;
     let mut service = Service::new(
         format!("portcullis-{shard}"),
-        Counted(Arc::new(proxy), max_connections),
+        Counted(Arc::new(gateway), max_connections),
     );
     service.threads = Some(1);
     for addr in listen {
@@ -271,7 +263,6 @@ fn run(path: &Path, upgrade: bool, daemon: bool) -> ExitCode {
     let refreshes = Arc::new(portcullis::signin::refresh::Refreshes::default());
     for shard in 0..threads {
         server.add_service(proxy_shard(
-            &server,
             &state,
             &refreshes,
             shard,

@@ -50,7 +50,13 @@ pub struct Snapshot {
     pub store: Option<Store>,
     /// The identity assertion signer, when `identity.assertion` is configured.
     pub assertion: Option<AssertionSigner>,
+    /// A number no other snapshot of this process has: idle upstream connections are kept per
+    /// generation, so none made under one config's TLS settings serves another's.
+    pub generation: u64,
 }
+
+/// The last generation handed out.
+static GENERATION: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
 
 impl Snapshot {
     /// Compiles `config`; key sources come from (and are kept in) `keys`.
@@ -137,6 +143,7 @@ impl Snapshot {
             store,
             assertion,
             config,
+            generation: GENERATION.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1,
         }
     }
 

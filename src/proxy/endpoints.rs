@@ -8,6 +8,7 @@ use http::request::Parts;
 use http::{Method, header};
 use pingora::http::ResponseHeader;
 use pingora::prelude::*;
+use pingora::protocols::http::ServerSession;
 use serde_json::{Value, json};
 
 use super::browser::{self, Answer, base_url, begin_sign_in, checked_return, redirect_uri};
@@ -29,7 +30,7 @@ const MAX_FORM: usize = 8 * 1024;
 /// Serves endpoint `name` (the path after `auth_prefix`).
 pub async fn serve(
     refreshes: &Refreshes,
-    session: &mut Session,
+    session: &mut ServerSession,
     ctx: &mut RequestCtx,
     snap: &Arc<Snapshot>,
     name: &str,
@@ -56,8 +57,7 @@ pub async fn serve(
         let allow: Vec<&str> = allowed.iter().map(Method::as_str).collect();
         resp.insert_header("allow", allow.join(", "))?;
         resp.insert_header("content-length", "0")?;
-        session.write_response_header(Box::new(resp), true).await?;
-        return Ok(());
+        return respond::send(session, resp, bytes::Bytes::new()).await;
     }
     if label == "jwks" {
         // Apps may cache the key set for five minutes: the next key is published a whole
@@ -111,7 +111,7 @@ pub async fn serve(
 }
 
 /// Writes `answer`.
-pub async fn write(session: &mut Session, answer: Answer) -> Result<()> {
+pub async fn write(session: &mut ServerSession, answer: Answer) -> Result<()> {
     match answer {
         Answer::Json {
             denied,
@@ -150,7 +150,7 @@ pub async fn write(session: &mut Session, answer: Answer) -> Result<()> {
             }
             resp.insert_header("content-length", "0")?;
             resp.insert_header("cache-control", "no-store")?;
-            session.write_response_header(Box::new(resp), true).await
+            respond::send(session, resp, bytes::Bytes::new()).await
         }
     }
 }
@@ -741,7 +741,7 @@ async fn backchannel_logout(snap: &Snapshot, form: &[(String, String)], now: u64
 
 /// Reads an `application/x-www-form-urlencoded` body of at most [`MAX_FORM`] bytes; `None` when
 /// larger.
-async fn read_form(session: &mut Session) -> Option<Vec<(String, String)>> {
+async fn read_form(session: &mut ServerSession) -> Option<Vec<(String, String)>> {
     let mut body = BytesMut::new();
     loop {
         match session.read_request_body().await {

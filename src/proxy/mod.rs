@@ -1,12 +1,14 @@
-//! The pingora proxy: each phase is a few lines that call the modules doing the work.
+//! The request loop, on pingora-core: each step is a few lines that call the modules doing the
+//! work.
 //!
 //! ```text
-//! request_filter ──► routing::admit (host, normalised path, route) ──► 400/404 or go on
-//! upstream_peer  ──► upstream::UpstreamPool::select (round robin, passive health)
-//! fail_to_connect ─► mark the target down; retry idempotent requests on another target
-//! upstream_request_filter ──► identity::Hygiene plan applied, then X-Forwarded-*, path, Host
-//! fail_to_proxy  ──► respond::json_error (502/504/400)
-//! logging        ──► metrics + access log
+//! connection (pingora-core: listener, TLS, HTTP/1.1 keep-alive or HTTP/2 streams)
+//!   └─ per request: read the head ──► front: limits, HTTPS redirect, gateway endpoints,
+//!        routing::admit (host, normalised path, route), authentication ──► answered?
+//!      └─ forward: target (round robin, passive health), pooled upstream connection, head
+//!         (hygiene, identity, X-Forwarded-*, path), both bodies, response head (cookies,
+//!         HSTS) ──► failure: respond::json_error (502/504/400/408)
+//!      └─ metrics + access log ──► next request on the connection
 //! ```
 //! Only this module (and `main`) speak pingora.
 
@@ -17,7 +19,9 @@ pub mod connections;
 pub mod ctx;
 pub mod endpoints;
 pub mod exclusive;
+mod forward;
 pub mod keys;
+mod pool;
 pub mod reload;
 pub mod respond;
 
@@ -25,9 +29,12 @@ use async_trait::async_trait;
 use std::sync::Arc;
 
 use http::{HeaderName, HeaderValue, header};
+use pingora::apps::{HttpPersistentSettings, HttpServerApp, HttpServerOptions, ReusedHttpStream};
+use pingora::connectors::TransportConnector;
 use pingora::http::{RequestHeader, ResponseHeader};
 use pingora::prelude::*;
-use pingora::proxy::FailToProxy;
+use pingora::protocols::http::ServerSession;
+use pingora::server::ShutdownWatch;
 
 use crate::access_log;
 use crate::identity::claims::{ClaimNames, identity_headers};
@@ -40,23 +47,35 @@ use crate::token::{Verified, unix_now};
 use browser::Answer;
 pub use ctx::RequestCtx;
 
-/// The gateway's `ProxyHttp` implementation.
+/// The gateway: one per proxy shard, serving every connection of its listeners.
 pub struct Gateway {
     state: SharedSnapshot,
     refreshes: Arc<Refreshes>,
+    /// Makes upstream connections (TCP, TLS with the upstream's settings); idle ones are kept in
+    /// the shard's [`pool`].
+    connector: TransportConnector,
+    options: HttpServerOptions,
 }
 
 impl Gateway {
     /// A gateway serving whatever snapshot `state` holds at each request; `refreshes` is shared
-    /// by every shard, so a session is refreshed once per process.
-    pub fn new(state: SharedSnapshot, refreshes: Arc<Refreshes>) -> Self {
-        Self { state, refreshes }
+    /// by every shard, so a session is refreshed once per process. `h2c`: accept HTTP/2 with
+    /// prior knowledge on plain listeners.
+    pub fn new(state: SharedSnapshot, refreshes: Arc<Refreshes>, h2c: bool) -> Self {
+        let mut options = HttpServerOptions::default();
+        options.h2c = h2c;
+        Self {
+            state,
+            refreshes,
+            connector: TransportConnector::new(None),
+            options,
+        }
     }
 
     /// Authenticates a request to a protected route; `Some` is the answer to send instead of
     /// proxying. Fails closed: without a snapshot and a route (never the case after admission)
     /// it refuses.
-    async fn authenticate(&self, session: &Session, ctx: &mut RequestCtx) -> Option<Answer> {
+    async fn authenticate(&self, req: &RequestHeader, ctx: &mut RequestCtx) -> Option<Answer> {
         let held = ctx.snapshot.clone();
         let (Some(snap), Some(index)) = (held.as_deref(), ctx.route) else {
             return Some(Answer::internal());
@@ -64,7 +83,6 @@ impl Gateway {
         let Some(route) = snap.router.routes().get(index) else {
             return Some(Answer::internal());
         };
-        let req = session.req_header();
         let path = ctx.rewritten_path.as_deref().unwrap_or(req.uri.path());
         let outcome = match route.auth {
             AuthPolicy::Public => return None,
@@ -102,17 +120,10 @@ impl Gateway {
             }
         }
     }
-}
 
-#[async_trait]
-impl ProxyHttp for Gateway {
-    type CTX = RequestCtx;
-
-    fn new_ctx(&self) -> RequestCtx {
-        RequestCtx::new()
-    }
-
-    async fn request_filter(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<bool> {
+    /// Everything before the upstream: limits, the HTTPS redirect, the gateway's endpoints,
+    /// admission and authentication. `Ok(true)` when the gateway answered itself.
+    async fn front(&self, session: &mut ServerSession, ctx: &mut RequestCtx) -> Result<bool> {
         let snap = self.state.load_full();
         ctx.tls = session.digest().is_some_and(|d| d.ssl_digest.is_some());
         if ctx.tls {
@@ -202,181 +213,41 @@ impl ProxyHttp for Gateway {
             respond::json_error(session, r.status, r.code, r.message).await?;
             return Ok(true);
         }
-        if let Some(answer) = self.authenticate(session, ctx).await {
+        if let Some(answer) = self.authenticate(session.req_header(), ctx).await {
             ctx.refusal = Some(answer.reason());
             endpoints::write(session, answer).await?;
             return Ok(true);
         }
         if !ctx.websocket && session.req_header().headers.contains_key(header::UPGRADE) {
-            // Only WebSocket upgrades are proxied; pingora would otherwise switch to a raw
-            // tunnel for `h2c` and kin.
+            // Only WebSocket upgrades are proxied: `h2c` and kin are never switched to.
             session.req_header_mut().remove_header(&header::UPGRADE);
         }
         Ok(false)
     }
 
-    async fn upstream_peer(
-        &self,
-        _session: &mut Session,
-        ctx: &mut RequestCtx,
-    ) -> Result<Box<HttpPeer>> {
-        let (snap, route) = match (&ctx.snapshot, ctx.route) {
-            (Some(s), Some(r)) => (s, r),
-            _ => return Error::e_explain(InternalError, "upstream_peer without a route"),
-        };
-        let Some((upstream, pool)) = snap
-            .router
-            .routes()
-            .get(route)
-            .and_then(|r| Some((r.upstream, snap.pools.get(r.upstream)?)))
-        else {
-            return Error::e_explain(InternalError, "route without an upstream pool");
-        };
-        let Some((target, addr)) = pool.select(ctx.tried) else {
-            return Error::e_explain(HTTPStatus(502), "upstream has no targets");
-        };
-        if target < 64 {
-            ctx.tried |= 1 << target;
+    /// Serves one request: `Ok(true)` when the connection may carry another.
+    async fn handle(&self, session: &mut ServerSession, ctx: &mut RequestCtx) -> Result<bool> {
+        if self.front(session, ctx).await? {
+            return Ok(true);
         }
-        ctx.target = Some((upstream, target));
-        let mut peer = match &pool.config.tls {
-            None => HttpPeer::new(addr, false, String::new()),
-            Some(tls) => upstream_tls_peer(addr, upstream, tls),
-        };
-        peer.options.connection_timeout = Some(pool.config.connect_timeout);
-        peer.options.read_timeout = Some(pool.config.read_timeout);
-        peer.options.write_timeout = Some(pool.config.write_timeout);
-        Ok(Box::new(peer))
+        forward::proxy(&self.connector, session, ctx).await
     }
 
-    fn fail_to_connect(
-        &self,
-        session: &mut Session,
-        _peer: &HttpPeer,
-        ctx: &mut RequestCtx,
-        mut e: Box<Error>,
-    ) -> Box<Error> {
-        let pool = ctx
-            .snapshot
-            .as_ref()
-            .zip(ctx.target)
-            .and_then(|(s, (upstream, target))| Some((s.pools.get(upstream)?, target)));
-        if let Some((pool, target)) = pool {
-            pool.mark_down(target);
-            metrics::UPSTREAM_ERRORS
-                .with_label_values(&[&pool.config.name, error_kind(e.etype())])
-                .inc();
-            let untried = pool.len() > ctx.tried.count_ones() as usize;
-            if untried && session.req_header().method.is_idempotent() {
-                e.set_retry(true);
-            }
-        }
-        e
-    }
-
-    async fn upstream_request_filter(
-        &self,
-        _session: &mut Session,
-        req: &mut RequestHeader,
-        ctx: &mut RequestCtx,
-    ) -> Result<()> {
-        let Some(snap) = &ctx.snapshot else {
-            return Error::e_explain(InternalError, "no snapshot");
-        };
-        let plan = snap.hygiene.plan(&req.headers, ctx.trusted);
-        for (name, reason) in &plan.remove {
-            req.remove_header(name);
-            metrics::STRIPPED
-                .with_label_values(&[reason_label(*reason)])
-                .inc();
-        }
-        match plan.cookie {
-            CookieAction::Keep => {}
-            CookieAction::Remove => {
-                req.remove_header(&header::COOKIE);
-            }
-            CookieAction::Replace(v) => req.insert_header(header::COOKIE, v)?,
-        }
-        set_identity(req, ctx)?;
-        if ctx.websocket {
-            req.insert_header(header::CONNECTION, "upgrade")?;
-            req.insert_header(header::UPGRADE, "websocket")?;
-        }
-        set_forwarding(req, ctx)?;
-        set_target(req, ctx)
-    }
-
-    async fn response_filter(
-        &self,
-        _session: &mut Session,
-        resp: &mut ResponseHeader,
-        ctx: &mut RequestCtx,
-    ) -> Result<()> {
-        if let Some(snap) = &ctx.snapshot
-            && resp.headers.contains_key(header::SET_COOKIE)
-        {
-            // A backend never sets (or clears) the gateway's own cookies.
-            let kept: Vec<HeaderValue> = resp
-                .headers
-                .get_all(header::SET_COOKIE)
-                .iter()
-                .filter(|v| {
-                    let name = v
-                        .to_str()
-                        .ok()
-                        .and_then(|v| v.split_once('='))
-                        .map_or("", |(n, _)| n);
-                    !snap.hygiene.is_gateway_cookie(name)
-                })
-                .cloned()
-                .collect();
-            resp.remove_header(&header::SET_COOKIE);
-            for v in kept {
-                resp.append_header(header::SET_COOKIE, v)?;
-            }
-        }
-        for cookie in ctx.set_cookies.drain(..) {
-            resp.append_header(header::SET_COOKIE, cookie)?;
-        }
-        if ctx.tls
-            && let Some(hsts) = ctx
-                .snapshot
-                .as_ref()
-                .zip(ctx.route)
-                .and_then(|(s, i)| s.router.routes().get(i))
-                .and_then(|r| r.hsts.clone())
-        {
-            resp.insert_header(header::STRICT_TRANSPORT_SECURITY, hsts)?;
-        }
-        Ok(())
-    }
-
-    async fn fail_to_proxy(
-        &self,
-        session: &mut Session,
-        e: &Error,
-        ctx: &mut RequestCtx,
-    ) -> FailToProxy {
+    /// Answers a request that failed before its response head was written (502, 504, 400, 408,
+    /// 500); returns the status (0: nothing could be sent).
+    async fn fail(&self, session: &mut ServerSession, e: &Error) -> u16 {
         let code = match e.etype() {
             HTTPStatus(code) => *code,
             etype => match e.esource() {
                 ErrorSource::Upstream => {
-                    let pool = ctx
-                        .snapshot
-                        .as_ref()
-                        .zip(ctx.target)
-                        .and_then(|(s, (upstream, _))| s.pools.get(upstream));
-                    if let Some(pool) = pool
-                        && !is_connect_error(etype)
-                    {
-                        metrics::UPSTREAM_ERRORS
-                            .with_label_values(&[&pool.config.name, error_kind(etype)])
-                            .inc();
+                    if is_timeout(etype) {
+                        504
+                    } else {
+                        502
                     }
-                    if is_timeout(etype) { 504 } else { 502 }
                 }
                 ErrorSource::Downstream => match etype {
-                    WriteError | ReadError | ConnectionClosed => 0,
+                    WriteError | ReadError | ConnectionClosed | H2Error => 0,
                     // A client slower than `limits.client_body_timeout`.
                     ReadTimedout => 408,
                     _ => 400,
@@ -392,13 +263,11 @@ impl ProxyHttp for Gateway {
                 tracing::debug!(error = %write_err, "could not send the error response");
             }
         }
-        FailToProxy {
-            error_code: code,
-            can_reuse_downstream: false,
-        }
+        code
     }
 
-    async fn logging(&self, session: &mut Session, e: Option<&Error>, ctx: &mut RequestCtx) {
+    /// Metrics and the access log line of a finished request.
+    fn log(&self, session: &ServerSession, e: Option<&Error>, ctx: &RequestCtx) {
         let status = session.response_written().map_or(0, |r| r.status.as_u16());
         let elapsed = ctx.start.elapsed();
         let req = session.req_header();
@@ -428,6 +297,153 @@ impl ProxyHttp for Gateway {
             reason: ctx.refusal,
         });
     }
+}
+
+#[async_trait]
+impl HttpServerApp for Gateway {
+    async fn process_new_http(
+        self: &Arc<Self>,
+        mut session: ServerSession,
+        shutdown: &ShutdownWatch,
+    ) -> Option<ReusedHttpStream> {
+        // RFC 9112 §9.3.2: a client may send its next request before this one's answer; the
+        // bytes are kept for the next round instead of failing this one.
+        session.set_pipelining_enabled(true);
+        let mut watch = shutdown.clone();
+        let read = tokio::select! {
+            biased;
+            read = session.read_request() => read,
+            // A connection waiting for its next request is closed when the server stops.
+            _ = watch.changed() => return None,
+        };
+        match read {
+            Ok(true) => {}
+            Ok(false) => return None,
+            Err(e) => {
+                if matches!(e.etype(), InvalidHTTPHeader) {
+                    session.set_keepalive(None);
+                    if let Err(e) = respond::malformed(&mut session).await {
+                        tracing::debug!(error = %e, "could not answer a malformed request");
+                    }
+                }
+                tracing::debug!(error = %e, "reading a request head failed");
+                session.shutdown().await;
+                return None;
+            }
+        }
+        if *shutdown.borrow() {
+            session.set_keepalive(None);
+        }
+        let mut ctx = RequestCtx::new();
+        let outcome = self.handle(&mut session, &mut ctx).await;
+        let reuse = match &outcome {
+            Ok(reuse) => *reuse,
+            Err(e) => {
+                self.fail(&mut session, e).await;
+                false
+            }
+        };
+        self.log(&session, outcome.as_ref().err().map(|e| &**e), &ctx);
+        if !reuse {
+            return None;
+        }
+        let settings = HttpPersistentSettings::for_session(&session);
+        match session.finish().await {
+            Ok(Some(stream)) => Some(ReusedHttpStream::from_reusable_stream(stream, settings)),
+            Ok(None) => None,
+            Err(e) => {
+                tracing::debug!(error = %e, "the connection cannot serve another request");
+                None
+            }
+        }
+    }
+
+    fn server_options(&self) -> Option<&HttpServerOptions> {
+        Some(&self.options)
+    }
+}
+
+/// The head sent upstream: the hygiene plan applied, the identity headers, WebSocket's own
+/// upgrade headers, `X-Forwarded-*`, the normalised target and `Host`.
+fn upstream_request(snap: &Snapshot, req: &mut RequestHeader, ctx: &mut RequestCtx) -> Result<()> {
+    let plan = snap.hygiene.plan(&req.headers, ctx.trusted);
+    for (name, reason) in &plan.remove {
+        req.remove_header(name);
+        metrics::STRIPPED
+            .with_label_values(&[reason_label(*reason)])
+            .inc();
+    }
+    match plan.cookie {
+        CookieAction::Keep => {}
+        CookieAction::Remove => {
+            req.remove_header(&header::COOKIE);
+        }
+        CookieAction::Replace(v) => req.insert_header(header::COOKIE, v)?,
+    }
+    set_identity(req, ctx)?;
+    if ctx.websocket {
+        req.insert_header(header::CONNECTION, "upgrade")?;
+        req.insert_header(header::UPGRADE, "websocket")?;
+    }
+    set_forwarding(req, ctx)?;
+    set_target(req, ctx)
+}
+
+/// The response head as the client gets it: the backend never sets (or clears) the gateway's
+/// own cookies; a refreshed session's cookies and the route's HSTS are added.
+fn response_filter(resp: &mut ResponseHeader, ctx: &mut RequestCtx) -> Result<()> {
+    if let Some(snap) = &ctx.snapshot
+        && resp.headers.contains_key(header::SET_COOKIE)
+    {
+        let kept: Vec<HeaderValue> = resp
+            .headers
+            .get_all(header::SET_COOKIE)
+            .iter()
+            .filter(|v| {
+                let name = v
+                    .to_str()
+                    .ok()
+                    .and_then(|v| v.split_once('='))
+                    .map_or("", |(n, _)| n);
+                !snap.hygiene.is_gateway_cookie(name)
+            })
+            .cloned()
+            .collect();
+        resp.remove_header(&header::SET_COOKIE);
+        for v in kept {
+            resp.append_header(header::SET_COOKIE, v)?;
+        }
+    }
+    for cookie in ctx.set_cookies.drain(..) {
+        resp.append_header(header::SET_COOKIE, cookie)?;
+    }
+    if ctx.tls
+        && let Some(hsts) = ctx
+            .snapshot
+            .as_ref()
+            .zip(ctx.route)
+            .and_then(|(s, i)| s.router.routes().get(i))
+            .and_then(|r| r.hsts.clone())
+    {
+        resp.insert_header(header::STRICT_TRANSPORT_SECURITY, hsts)?;
+    }
+    Ok(())
+}
+
+/// The peer for target `addr` of upstream `upstream`: its timeouts, and TLS when it has any.
+fn peer(
+    pool: &crate::upstream::UpstreamPool,
+    upstream: usize,
+    addr: std::net::SocketAddr,
+) -> HttpPeer {
+    let mut peer = match &pool.config.tls {
+        None => HttpPeer::new(addr, false, String::new()),
+        Some(tls) => upstream_tls_peer(addr, upstream, tls),
+    };
+    peer.options.connection_timeout = Some(pool.config.connect_timeout);
+    peer.options.read_timeout = Some(pool.config.read_timeout);
+    peer.options.write_timeout = Some(pool.config.write_timeout);
+    peer
 }
 
 /// On protected routes: the client's credentials go, the identity headers (and the access
@@ -598,7 +614,7 @@ fn upstream_tls_peer(
 }
 
 /// The HTTPS port to redirect to, when the request came in on a plain listener that redirects.
-fn https_redirect(snap: &Snapshot, session: &Session) -> Option<u16> {
+fn https_redirect(snap: &Snapshot, session: &ServerSession) -> Option<u16> {
     let redirects = &snap.config.server.https_redirects;
     if redirects.is_empty() {
         return None;
@@ -613,7 +629,7 @@ fn https_redirect(snap: &Snapshot, session: &Session) -> Option<u16> {
 }
 
 /// Answers `308` to the same host, path and query over HTTPS on `port`.
-async fn redirect_to_https(session: &mut Session, port: u16) -> Result<()> {
+async fn redirect_to_https(session: &mut ServerSession, port: u16) -> Result<()> {
     let req = session.req_header();
     let host = host_of(req, req.raw_path())
         .ok()
@@ -646,14 +662,7 @@ async fn redirect_to_https(session: &mut Session, port: u16) -> Result<()> {
     resp.insert_header(header::LOCATION, location)?;
     resp.insert_header(header::CONTENT_LENGTH, "0")?;
     resp.insert_header(header::CACHE_CONTROL, "no-store")?;
-    session.write_response_header(Box::new(resp), true).await
-}
-
-fn is_connect_error(etype: &ErrorType) -> bool {
-    matches!(
-        etype,
-        ConnectRefused | ConnectTimedout | ConnectError | ConnectNoRoute | TLSHandshakeFailure
-    )
+    respond::send(session, resp, bytes::Bytes::new()).await
 }
 
 fn is_timeout(etype: &ErrorType) -> bool {

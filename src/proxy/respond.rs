@@ -8,6 +8,7 @@
 use bytes::Bytes;
 use pingora::http::ResponseHeader;
 use pingora::prelude::*;
+use pingora::protocols::http::ServerSession;
 
 /// A response head of `status` with `content-type` and `content-length` for `body`, and
 /// `cache-control: no-store`.
@@ -19,16 +20,29 @@ fn head(status: u16, content_type: &str, body: &Bytes) -> Result<ResponseHeader>
     Ok(resp)
 }
 
-/// Writes `resp` and `body`, ending the response.
-async fn send(session: &mut Session, resp: ResponseHeader, body: Bytes) -> Result<()> {
-    session.write_response_header(Box::new(resp), false).await?;
-    session.write_response_body(Some(body), true).await?;
-    Ok(())
+/// Writes `resp` and `body`, ending the response (a `HEAD` request gets the head only).
+pub async fn send(session: &mut ServerSession, resp: ResponseHeader, body: Bytes) -> Result<()> {
+    let body = if session.req_header().method == http::Method::HEAD {
+        Bytes::new()
+    } else {
+        body
+    };
+    session.write_response_header(Box::new(resp)).await?;
+    session.write_response_body(body, true).await
+}
+
+/// Answers a request whose head could not be parsed (there is no request to look at): 400.
+pub async fn malformed(session: &mut ServerSession) -> Result<()> {
+    let (code, message) = failure_body(400);
+    let body = Bytes::from(serde_json::json!({"error": code, "message": message}).to_string());
+    let resp = head(400, "application/json", &body)?;
+    session.write_response_header(Box::new(resp)).await?;
+    session.write_response_body(body, true).await
 }
 
 /// Writes a JSON error response and ends it.
 pub async fn json_error(
-    session: &mut Session,
+    session: &mut ServerSession,
     status: u16,
     code: &str,
     message: &str,
@@ -62,7 +76,7 @@ fn add_extras(resp: &mut ResponseHeader, extras: Extras<'_>) -> Result<()> {
 
 /// Writes a refusal of a protected route: JSON, with `WWW-Authenticate` when it has one.
 pub async fn auth_error(
-    session: &mut Session,
+    session: &mut ServerSession,
     denied: &super::auth::Denied,
     extras: Extras<'_>,
 ) -> Result<()> {
@@ -78,7 +92,7 @@ pub async fn auth_error(
 }
 
 /// Writes a JSON document already serialised, cacheable for `max_age` seconds (`/jwks.json`).
-pub async fn json_bytes(session: &mut Session, body: Bytes, max_age: u32) -> Result<()> {
+pub async fn json_bytes(session: &mut ServerSession, body: Bytes, max_age: u32) -> Result<()> {
     let mut resp = head(200, "application/json", &body)?;
     resp.insert_header("cache-control", format!("public, max-age={max_age}"))?;
     send(session, resp, body).await
@@ -86,7 +100,7 @@ pub async fn json_bytes(session: &mut Session, body: Bytes, max_age: u32) -> Res
 
 /// Writes a JSON document (the gateway's own endpoints).
 pub async fn json(
-    session: &mut Session,
+    session: &mut ServerSession,
     status: u16,
     value: &serde_json::Value,
     extras: Extras<'_>,
@@ -98,7 +112,11 @@ pub async fn json(
 }
 
 /// Writes a `302 Found` to `location` with `Set-Cookie` values.
-pub async fn redirect(session: &mut Session, location: &str, cookies: &[String]) -> Result<()> {
+pub async fn redirect(
+    session: &mut ServerSession,
+    location: &str,
+    cookies: &[String],
+) -> Result<()> {
     let mut resp = ResponseHeader::build(302, Some(4 + cookies.len()))?;
     resp.insert_header("location", location)?;
     resp.insert_header("content-length", "0")?;
@@ -110,15 +128,13 @@ pub async fn redirect(session: &mut Session, location: &str, cookies: &[String])
             cors_origin: None,
         },
     )?;
-    session.write_response_header(Box::new(resp), false).await?;
-    session.write_response_body(None, true).await?;
-    Ok(())
+    send(session, resp, Bytes::new()).await
 }
 
 /// Writes a small HTML page: `title`, a `message` and, optionally, a form or link (`extra`, HTML
 /// already escaped). Everything in `title` and `message` is escaped here.
 pub async fn html(
-    session: &mut Session,
+    session: &mut ServerSession,
     status: u16,
     title: &str,
     message: &str,

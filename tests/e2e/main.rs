@@ -9,6 +9,7 @@ mod attacks;
 mod bearer;
 mod browser_smoke;
 mod config_errors;
+mod core;
 mod faults;
 mod headers;
 mod idp_smoke;

@@ -1,7 +1,7 @@
 // Static OpenID Provider files and access tokens for the load benchmark's bearer targets.
 // Called by benches/load/run.sh; TEST-ONLY keys (tests/idp/keys), nothing leaves OUTDIR.
 //
-//   node benches/load/mint.mjs ISSUER AUDIENCE TTL_SECONDS OUTDIR
+//   node benches/load/mint.mjs ISSUER AUDIENCE TTL_SECONDS OUTDIR [POOL_SIZE]
 //
 // Writes into OUTDIR (served as static files by the backend nginx):
 //   openid-configuration.json  discovery document: issuer = ISSUER, jwks_uri = ISSUER/jwks.json
@@ -9,6 +9,8 @@
 //                              (rsa-1, ec-1, ed-1): private members d p q dp dq qi removed
 //   token-rs256.jwt            access token signed with rsa-1.pem (kid rsa-1, RS256)
 //   token-es256.jwt            access token signed with ec-1.pem (kid ec-1, ES256)
+//   pool-rs256.txt             with POOL_SIZE > 0 (default 0: not written): POOL_SIZE distinct
+//                              access tokens like token-rs256.jwt, one a line (each its own jti)
 // Tokens: header typ at+jwt; claims iss, aud, sub, scope, client_id, jti, iat = now,
 // exp = now + TTL_SECONDS.
 //
@@ -29,12 +31,14 @@ function die(msg) {
   process.exit(1);
 }
 
-const [issuer, audience, ttlArg, outDir] = process.argv.slice(2);
+const [issuer, audience, ttlArg, outDir, poolArg = '0'] = process.argv.slice(2);
 if (!issuer || !audience || !ttlArg || !outDir) {
-  die('usage: node mint.mjs ISSUER AUDIENCE TTL_SECONDS OUTDIR');
+  die('usage: node mint.mjs ISSUER AUDIENCE TTL_SECONDS OUTDIR [POOL_SIZE]');
 }
 const ttl = Number(ttlArg);
 if (!Number.isInteger(ttl) || ttl <= 0) die(`TTL_SECONDS must be a positive integer, got '${ttlArg}'`);
+const poolSize = Number(poolArg);
+if (!Number.isInteger(poolSize) || poolSize < 0) die(`POOL_SIZE must be a non-negative integer, got '${poolArg}'`);
 
 let jose;
 try {
@@ -73,14 +77,8 @@ writeFileSync(
 );
 
 const now = Math.floor(Date.now() / 1000);
-const tokens = [
-  { file: 'token-rs256.jwt', kid: 'rsa-1', alg: 'RS256', pem: 'rsa-1.pem' },
-  { file: 'token-es256.jwt', kid: 'ec-1', alg: 'ES256', pem: 'ec-1.pem' },
-];
-for (const t of tokens) {
-  if (!publicKeys.some((k) => k.kid === t.kid && k.alg === t.alg)) die(`${t.kid} (${t.alg}) is not in the served JWKS`);
-  const key = await jose.importPKCS8(readFileSync(join(keysDir, t.pem), 'utf8'), t.alg);
-  const jwt = await new jose.SignJWT({ scope: 'bench.read', client_id: 'bench-client' })
+const mint = (t, key) =>
+  new jose.SignJWT({ scope: 'bench.read', client_id: 'bench-client' })
     .setProtectedHeader({ alg: t.alg, kid: t.kid, typ: 'at+jwt' })
     .setIssuer(issuer)
     .setAudience(audience)
@@ -89,5 +87,17 @@ for (const t of tokens) {
     .setIssuedAt(now)
     .setExpirationTime(now + ttl)
     .sign(key);
-  writeFileSync(join(outDir, t.file), `${jwt}\n`);
+const tokens = [
+  { file: 'token-rs256.jwt', kid: 'rsa-1', alg: 'RS256', pem: 'rsa-1.pem', pool: poolSize },
+  { file: 'token-es256.jwt', kid: 'ec-1', alg: 'ES256', pem: 'ec-1.pem', pool: 0 },
+];
+for (const t of tokens) {
+  if (!publicKeys.some((k) => k.kid === t.kid && k.alg === t.alg)) die(`${t.kid} (${t.alg}) is not in the served JWKS`);
+  const key = await jose.importPKCS8(readFileSync(join(keysDir, t.pem), 'utf8'), t.alg);
+  writeFileSync(join(outDir, t.file), `${await mint(t, key)}\n`);
+  if (t.pool > 0) {
+    const pool = [];
+    for (let i = 0; i < t.pool; i++) pool.push(await mint(t, key));
+    writeFileSync(join(outDir, `pool-${t.alg.toLowerCase()}.txt`), `${pool.join('\n')}\n`);
+  }
 }

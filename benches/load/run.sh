@@ -11,6 +11,31 @@
 # "backend conns" is how many TCP connections the backend accepted during the
 # measured run (after warm-up): near 0 for a proxy that reuses its upstream
 # connections, = CONNECTIONS for the backend row.
+# The resource columns are those of the process(es) serving the row, read from /proc right
+# before and right after the measured wrk run (not the warm-up, not start-up): the nginx proxy's
+# worker processes (summed; not the master, which serves nothing) for the nginx* rows, the one
+# process of the Portcullis instance for the portcullis-* rows (portcullis-redis for
+# portcullis-session-redis; redis-server is not counted), the backend nginx's workers for the
+# backend row. wrk, the backend behind a proxy and anything else on the machine are not counted.
+# Counts over the run are divided by the requests wrk completed in it:
+#   usr µs/req, sys µs/req  CPU time in user and in kernel mode per request: the change of utime
+#                           and stime (/proc/PID/stat, whole process, every thread; in clock ticks,
+#                           `getconf CLK_TCK`, usually 100/s: 10 ms, well under 1% of a 10 s run).
+#                           What the server costs per request whatever the rps: on a small machine
+#                           wrk, the backend and the proxy share the cores, so rps alone mixes
+#                           the proxy's cost with theirs. Includes the process' background work
+#                           (health checks, timers) during the run, next to nothing.
+#   vcs/req, ivcs/req       context switches per request, voluntary (a thread gave up the CPU:
+#                           waited for a socket, a lock, a timer; fewer means more work done per
+#                           wake-up) and involuntary (a thread was preempted: its time slice ended
+#                           or a woken task took its core; many means CPU contention), summed over
+#                           every thread (voluntary_ctxt_switches, nonvoluntary_ctxt_switches of
+#                           /proc/PID/task/*/status; a thread that exits during the run takes its
+#                           counts with it).
+#   RSS MiB                 resident memory (VmRSS of /proc/PID/status, summed) at the end of the run.
+#   cpu ratio               (usr + sys) µs/req over that of the row in "vs" (the baseline of the rps
+#                           ratio): 1.50x = the row spends 50% more CPU per request than its baseline.
+# A row whose set of processes changed during the run (a worker restarted) shows "-" there.
 # A run with any non-2xx/3xx response or socket error is reported as FAILED
 # (wrk's output is printed) and the script exits 1.
 # Nothing in the repository is written; set OUT=file to also save the JSON.
@@ -18,9 +43,16 @@
 # Targets:
 #   backend                  the backend nginx itself, no proxy (the ceiling)
 #   nginx                    plain nginx reverse proxy (the reference of "vs nginx")
+#   bare-loop                the floor of Portcullis' request loop (benches/bare_loop.rs): the
+#                            same pingora-core sessions, shards and per-shard upstream connection
+#                            stack, none of the gateway's decisions (no routing, hygiene, auth,
+#                            metrics or log); built with `cargo build --profile release-lto
+#                            --bench bare_loop` unless BARE_LOOP_BIN names a binary
 #   portcullis-public        Portcullis route with `auth: public`
 #   portcullis-bearer-rs256  Portcullis route with `auth: bearer`, JWT access token signed RS256
 #   portcullis-bearer-es256  the same with an ES256 token
+#   portcullis-bearer-pool   the RS256 route, each request carrying one of BEARER_POOL distinct
+#                            RS256 tokens (round-robin over all wrk threads, bearer_pool.wrk.lua)
 #   portcullis-session       Portcullis route with `auth: session` (cookie store), requests carrying
 #                            the session cookie of a real sign-in, like a signed-in browser
 #   portcullis-session-redis the same route on a second Portcullis instance whose sessions live in
@@ -43,6 +75,15 @@
 # usual. That is the realistic hot path of a client reusing its access token; it is not a
 # measure of signature verification (benches/token_validation.rs is). The sanity check of
 # a bearer target also requires 401 for a request without the token.
+# portcullis-bearer-pool spreads the load over BEARER_POOL tokens (mint.mjs POOL_SIZE writes them
+# once, one a line; benches/load/bearer_pool.wrk.lua hands thread i of THREADS the tokens i,
+# i+THREADS, ... in turn). The first pass over the pool verifies each token's signature (RS256,
+# one miss of the verified-token cache each); every later request is a hit, as long as the pool
+# fits the cache (65,536 entries; larger pools would evict). With the default 1,000 tokens the
+# first pass falls in the warm-up, so the measured run is cache hits over 1,000 entries instead
+# of one; WARMUP=0 puts the verifications in the measured run. The target logs the cache's hits
+# and misses of its warm-up and of its run, and fails unless the two saw at least BEARER_POOL - 1
+# misses (every token but the sanity request's verified), i.e. unless wrk sent the whole pool.
 # The session target signs in for real: the test OpenID Provider (tests/idp/server.mjs, config
 # idp.json.tmpl: devInteractions accept any login, access/ID/refresh tokens live as long as the
 # bearer tokens above) is started before Portcullis (which is not ready without its keys), and
@@ -97,7 +138,9 @@
 #   THREADS         wrk threads [2]
 #   BODY            backend response: small ("ok\n") or 1k (1024 bytes) [small]
 #   ACCESS_LOG      Portcullis access log, off (like the nginx proxy) or stdout [off]
+#   BEARER_POOL     tokens of portcullis-bearer-pool, at least THREADS [1000]
 #   PORTCULLIS_BIN  use this binary instead of `cargo build --profile release-lto --bin portcullis`
+#                   (e.g. one built elsewhere: nothing is compiled then, and cmake is not needed)
 #   OUT             also write the JSON result to this file
 #
 # Adding a target "foo-bar": write a function target_foo_bar that starts what it
@@ -106,8 +149,12 @@
 # T_NOAUTH_STATUS, the status the sanity check then requires without T_HEADERS,
 # T_SANITY_URL and T_CURL_ARGS, the URL and extra curl arguments of the sanity check
 # (default T_URL and none), T_BASELINE, the target its ratio is against (default nginx),
-# T_CONNECTIONS (default CONNECTIONS) and T_NEWCONN=1 for a run that must open one
-# connection per request);
+# T_CONNECTIONS (default CONNECTIONS), T_NEWCONN=1 for a run that must open one
+# connection per request, T_PROC, the processes its resource columns are read from:
+# backend, proxy (nginx workers) or a Portcullis instance (portcullis, portcullis-redis), none
+# without, T_WRK_SCRIPT and T_WRK_SCRIPT_ARGS, a wrk Lua script for the warm-up and the run and
+# its arguments, T_TOKEN_CACHE, the admin port whose token cache lookups are logged per run, and
+# T_MIN_MISSES, the cache misses the warm-up and run must have had at least);
 # for a gateway route, add a route stanza to portcullis.yaml.tmpl under its own
 # path prefix. Then run with TARGETS=...,foo-bar.
 
@@ -127,6 +174,7 @@ CONNECTIONS="${CONNECTIONS:-64}"
 NEWCONN_CONNECTIONS="${NEWCONN_CONNECTIONS:-$CONNECTIONS}"
 THREADS="${THREADS:-2}"
 BODY="${BODY:-small}"
+BEARER_POOL="${BEARER_POOL:-1000}"
 OUT="${OUT:-}"
 
 # The same request path is used against every server, so rows differ only in
@@ -158,9 +206,11 @@ while (($#)); do
 done
 
 is_uint() { [[ "$1" =~ ^[1-9][0-9]*$ ]]; }
-for v in WORKERS BACKEND_WORKERS CONNECTIONS NEWCONN_CONNECTIONS THREADS; do
+for v in WORKERS BACKEND_WORKERS CONNECTIONS NEWCONN_CONNECTIONS THREADS BEARER_POOL; do
     is_uint "${!v}" || die "$v must be a positive integer, got '${!v}'"
 done
+# Every wrk thread of portcullis-bearer-pool needs a token of its own.
+((BEARER_POOL >= THREADS)) || die "BEARER_POOL ($BEARER_POOL) must be at least THREADS ($THREADS)"
 
 # wrk duration ("10", "10s", "2m", "1h") -> whole seconds.
 dur_secs() {
@@ -186,6 +236,7 @@ esac
 IFS=',' read -r -a TARGET_LIST <<<"${TARGETS// /}"
 ((${#TARGET_LIST[@]})) || die "no targets"
 target_fn() { printf 'target_%s' "${1//-/_}"; }
+selected() { [[ ",${TARGETS// /}," == *,"$1",* ]]; } # TARGET: whether it is to be run
 
 # ---------------------------------------------------------------- dependencies
 
@@ -295,12 +346,18 @@ wait_http() {
     die "$name did not become ready at $url"
 }
 
+# The processes of the resource columns, by T_PROC name: PROC_PID[NAME] is an nginx master
+# (PROC_NGINX[NAME] set: the figures sum its worker processes) or a Portcullis process.
+declare -A PROC_PID=() PROC_NGINX=()
+
 LAST_PID=""
 start_nginx() { # NAME CONF
     "$NGINX" -p "$TMP/" -e "$TMP/$1.error.log" -c "$2" -g 'daemon off;' \
         >"$TMP/$1.out" 2>&1 </dev/null &
     PIDS+=("$!")
     LAST_PID=$!
+    PROC_PID[$1]=$LAST_PID
+    PROC_NGINX[$1]=1
 }
 
 BACKEND_PORT=""
@@ -410,12 +467,15 @@ token_ttl() {
 
 # The bearer targets' provider, as static files under $TMP/idp served by the backend:
 # discovery document, public JWKS and one access token per algorithm (mint.mjs).
+# With portcullis-bearer-pool, also its BEARER_POOL RS256 tokens, one a line in POOL_FILE.
 TOKEN_RS256=""
 TOKEN_ES256=""
+POOL_FILE=""
 mint_tokens() {
-    local issuer="http://127.0.0.1:$BACKEND_PORT" ttl doc
+    local issuer="http://127.0.0.1:$BACKEND_PORT" ttl doc pool=0 n
     ttl="$(token_ttl)"
-    node "$HERE/mint.mjs" "$issuer" "$BEARER_AUDIENCE" "$ttl" "$TMP/idp" || die "mint.mjs failed"
+    if selected portcullis-bearer-pool; then pool="$BEARER_POOL"; fi
+    node "$HERE/mint.mjs" "$issuer" "$BEARER_AUDIENCE" "$ttl" "$TMP/idp" "$pool" || die "mint.mjs failed"
     # Started by root, nginx's workers run as nobody: let them reach the two public documents
     # (the temp dir is only traversable, not listable; the tokens stay private).
     chmod 711 "$TMP"
@@ -424,6 +484,13 @@ mint_tokens() {
     chmod 600 "$TMP/idp/"*.jwt
     TOKEN_RS256="$(<"$TMP/idp/token-rs256.jwt")"
     TOKEN_ES256="$(<"$TMP/idp/token-es256.jwt")"
+    if ((pool)); then
+        POOL_FILE="$TMP/idp/pool-rs256.txt"
+        chmod 600 "$POOL_FILE"
+        n="$(sort -u "$POOL_FILE" | grep -c .)" || true
+        ((n == pool)) || die "mint.mjs wrote $n distinct pool tokens, not $pool"
+        log "portcullis-bearer-pool: $pool distinct RS256 tokens minted"
+    fi
     doc="$(curl -sf --max-time 2 "$issuer/.well-known/openid-configuration")" ||
         die "the backend does not serve the discovery document"
     [[ "$doc" == *"\"issuer\": \"$issuer\""* ]] || die "served discovery document has the wrong issuer: $doc"
@@ -501,6 +568,7 @@ run_portcullis() {
     "$PORTCULLIS" run --config "$conf" >/dev/null 2>"$TMP/$INSTANCE.err" </dev/null &
     pid=$!
     PIDS+=("$pid")
+    PROC_PID[$INSTANCE]=$pid
     wait_http "$INSTANCE" "http://127.0.0.1:$ADMIN_PORT/readyz" "$TMP/$INSTANCE.err" "$pid"
     log "$INSTANCE on 127.0.0.1:$GATEWAY_PORT, TLS $GATEWAY_TLS_PORT, admin $ADMIN_PORT (sessions: $SESSION_STORE, threads $WORKERS, $PORTCULLIS)"
 }
@@ -546,21 +614,62 @@ start_portcullis_redis() {
 # ---------------------------------------------------------------- targets
 
 # Each sets T_URL (required) and optionally T_HEADERS, T_NOAUTH_STATUS, T_SANITY_URL,
-# T_CURL_ARGS, T_BASELINE, T_CONNECTIONS and T_NEWCONN (see the header).
+# T_CURL_ARGS, T_BASELINE, T_CONNECTIONS, T_NEWCONN, T_PROC, T_WRK_SCRIPT, T_WRK_SCRIPT_ARGS,
+# T_TOKEN_CACHE and T_MIN_MISSES (see the header).
+
+# The bare loop (target bare-loop): a bench binary, built once with the gateway's profile.
+BARE=""
+BARE_PORT=""
+bare_loop_bin() { # sets BARE
+    [[ -z "$BARE" ]] || return 0
+    if [[ -n "${BARE_LOOP_BIN:-}" ]]; then
+        [[ -x "$BARE_LOOP_BIN" ]] || die "BARE_LOOP_BIN=$BARE_LOOP_BIN is not executable"
+        BARE="$BARE_LOOP_BIN"
+        return
+    fi
+    log "cargo build --profile release-lto --bench bare_loop"
+    BARE="$(cd "$ROOT" && cargo build --profile release-lto --bench bare_loop --message-format=json 2>/dev/null |
+        sed -n 's/.*"executable":"\([^"]*bare_loop[^"]*\)".*/\1/p' | tail -n 1)"
+    [[ -x "$BARE" ]] || die "building the bare loop failed"
+}
+
+start_bare_loop() {
+    [[ -z "$BARE_PORT" ]] || return 0
+    start_backend
+    bare_loop_bin
+    free_port BARE_PORT
+    # TMPDIR: its pid file and upgrade socket go under the run's directory.
+    TMPDIR="$TMP" "$BARE" "127.0.0.1:$BARE_PORT" "127.0.0.1:$BACKEND_PORT" "$WORKERS" \
+        >"$TMP/bare.out" 2>&1 </dev/null &
+    PIDS+=("$!")
+    LAST_PID=$!
+    PROC_PID[bare]=$LAST_PID
+    wait_http "bare loop" "http://127.0.0.1:$BARE_PORT$PUBLIC_PATH" "$TMP/bare.out" "$LAST_PID"
+    log "bare loop on 127.0.0.1:$BARE_PORT (shards $WORKERS)"
+}
+
+target_bare_loop() {
+    start_bare_loop
+    T_URL="http://127.0.0.1:$BARE_PORT$PUBLIC_PATH"
+    T_PROC=bare
+}
 
 target_backend() {
     start_backend
     T_URL="http://127.0.0.1:$BACKEND_PORT$PUBLIC_PATH"
+    T_PROC=backend
 }
 
 target_nginx() {
     start_nginx_proxy
     T_URL="http://127.0.0.1:$PROXY_PORT$PUBLIC_PATH"
+    T_PROC=proxy
 }
 
 target_portcullis_public() {
     start_portcullis
     T_URL="http://127.0.0.1:$GATEWAY_PORT$PUBLIC_PATH"
+    T_PROC=portcullis
 }
 
 target_portcullis_bearer_rs256() {
@@ -568,6 +677,8 @@ target_portcullis_bearer_rs256() {
     T_URL="http://127.0.0.1:$GATEWAY_PORT$BEARER_RS_PATH"
     T_HEADERS=("Authorization: Bearer $TOKEN_RS256")
     T_NOAUTH_STATUS=401
+    T_PROC=portcullis
+    T_TOKEN_CACHE="$ADMIN_PORT"
 }
 
 target_portcullis_bearer_es256() {
@@ -575,6 +686,23 @@ target_portcullis_bearer_es256() {
     T_URL="http://127.0.0.1:$GATEWAY_PORT$BEARER_ES_PATH"
     T_HEADERS=("Authorization: Bearer $TOKEN_ES256")
     T_NOAUTH_STATUS=401
+    T_PROC=portcullis
+    T_TOKEN_CACHE="$ADMIN_PORT"
+}
+
+# The RS256 route; the sanity check sends the pool's first token, wrk (bearer_pool.wrk.lua) each
+# token in turn, replacing the -H Authorization of T_HEADERS.
+target_portcullis_bearer_pool() {
+    start_portcullis
+    [[ -n "$POOL_FILE" ]] || die "no token pool was minted"
+    T_URL="http://127.0.0.1:$GATEWAY_PORT$BEARER_RS_PATH"
+    T_HEADERS=("Authorization: Bearer $(head -n 1 "$POOL_FILE")")
+    T_NOAUTH_STATUS=401
+    T_PROC=portcullis
+    T_WRK_SCRIPT="$HERE/bearer_pool.wrk.lua"
+    T_WRK_SCRIPT_ARGS=("$POOL_FILE" "$THREADS")
+    T_TOKEN_CACHE="$ADMIN_PORT"
+    T_MIN_MISSES=$((BEARER_POOL - 1))
 }
 
 # sign_in VAR URL INSTANCE: one real sign-in through the gateway instance INSTANCE at URL,
@@ -600,6 +728,7 @@ target_portcullis_session() {
     [[ -n "$SESSION_COOKIE" ]] || sign_in SESSION_COOKIE "$T_URL" portcullis
     T_HEADERS=("Cookie: $SESSION_COOKIE")
     T_NOAUTH_STATUS=401
+    T_PROC=portcullis
 }
 
 REDIS_SESSION_COOKIE=""
@@ -618,6 +747,7 @@ target_portcullis_session_redis() {
     fi
     T_HEADERS=("Cookie: $REDIS_SESSION_COOKIE")
     T_NOAUTH_STATUS=401
+    T_PROC=portcullis-redis
 }
 
 # tls_target PORT: the settings common to the TLS targets on the listener at PORT.
@@ -641,24 +771,28 @@ target_nginx_tls() {
     start_nginx_proxy
     tls_target "$PROXY_TLS_PORT"
     T_BASELINE=nginx-tls
+    T_PROC=proxy
 }
 
 target_portcullis_tls() {
     start_portcullis
     tls_target "$GATEWAY_TLS_PORT"
     T_BASELINE=nginx-tls
+    T_PROC=portcullis
 }
 
 target_nginx_tls_newconn() {
     start_nginx_proxy
     tls_target "$PROXY_TLS_PORT"
     newconn_target nginx-tls-newconn
+    T_PROC=proxy
 }
 
 target_portcullis_tls_newconn() {
     start_portcullis
     tls_target "$GATEWAY_TLS_PORT"
     newconn_target nginx-tls-newconn
+    T_PROC=portcullis
 }
 
 # ---------------------------------------------------------------- measuring
@@ -713,13 +847,58 @@ passive_opens() {
         /proc/net/snmp 2>/dev/null || true
 }
 
+# proc_pids NAME: the PIDs the resource columns of T_PROC=NAME sum over, one a line (an nginx's
+# worker processes, or a Portcullis process); fails if there are none.
+proc_pids() {
+    local pid="${PROC_PID[$1]:-}"
+    [[ -n "$pid" ]] || return 1
+    if [[ -n "${PROC_NGINX[$1]:-}" ]]; then
+        pgrep -P "$pid" -f '^nginx: worker process'
+    else
+        kill -0 "$pid" 2>/dev/null && echo "$pid"
+    fi
+}
+
+# proc_sample PID...: "UTIME STIME VOLUNTARY NONVOLUNTARY RSS_KB THREADS" so far, summed over the
+# processes (CPU times in clock ticks, context switches over every thread); fails if one is gone.
+proc_sample() {
+    local pid
+    for pid in "$@"; do [[ -r "/proc/$pid/stat" ]] || return 1; done
+    for pid in "$@"; do
+        # The fields after "PID (COMM) ", which starts at field 3: utime and stime are 14 and 15.
+        printf 'stat %s\n' "$(sed 's/^.*) //' "/proc/$pid/stat")"
+        grep '^VmRSS:' "/proc/$pid/status"
+        cat "/proc/$pid/task/"*/status 2>/dev/null |
+            grep -e '^voluntary_ctxt_switches:' -e '^nonvoluntary_ctxt_switches:'
+    done | awk '
+        $1 == "stat" { ut += $13; st += $14 }
+        $1 == "VmRSS:" { rss += $2 }
+        $1 == "voluntary_ctxt_switches:" { v += $2; threads++ }
+        $1 == "nonvoluntary_ctxt_switches:" { nv += $2 }
+        END { printf "%d %d %d %d %d %d\n", ut, st, v, nv, rss, threads }'
+}
+CLK_TCK="$(getconf CLK_TCK 2>/dev/null || echo 100)"
+
+# token_cache ADMIN_PORT: "HITS MISSES" of that instance's verified-token cache so far.
+token_cache() {
+    { curl -s --max-time 2 "http://127.0.0.1:$1/metrics" || true; } | awk '
+        /^portcullis_token_cache_total[{].*result="hit"/ { h = $NF }
+        /^portcullis_token_cache_total[{].*result="miss"/ { m = $NF }
+        END { printf "%d %d\n", h, m }'
+}
+
 declare -A R_URL R_RPS R_P50 R_P99 R_REQ R_NON2XX R_ERR R_CONNS R_OK R_BASE R_WRKCONNS R_NEWCONN R_OPENS
+declare -A R_PROC R_NPROC R_THREADS R_USR R_SYS R_CPU R_VCS R_IVCS R_RSS
 FAILED=0
 
 measure() { # TARGET
-    local t="$1" hdr_args=() curl_hdr=() h code out parsed a0 a1 o0 o1
-    local sanity_url="${T_SANITY_URL:-$T_URL}" conns="${T_CONNECTIONS:-$CONNECTIONS}"
+    local t="$1" hdr_args=() curl_hdr=() h code out parsed a0 a1 o0 o1 pids=() pids1=() p0="" p1="" c0 c1 c2
+    local sanity_url="${T_SANITY_URL:-$T_URL}" conns="${T_CONNECTIONS:-$CONNECTIONS}" script=() script_args=()
     for h in "${T_HEADERS[@]}"; do hdr_args+=(-H "$h"); curl_hdr+=(-H "$h"); done
+    if [[ -n "$T_WRK_SCRIPT" ]]; then
+        script=(-s "$T_WRK_SCRIPT")
+        script_args=(-- "${T_WRK_SCRIPT_ARGS[@]}")
+    fi
     R_URL[$t]="$T_URL"
     R_OK[$t]=false
     R_BASE[$t]="${T_BASELINE:-nginx}"
@@ -763,9 +942,10 @@ measure() { # TARGET
         log "$t: request without its headers refused as expected (HTTP $code)"
     fi
 
+    [[ -z "$T_TOKEN_CACHE" ]] || c0="$(token_cache "$T_TOKEN_CACHE")"
     if ((WARMUP_S > 0)); then
         run_wrk /dev/null "$((WARMUP_S + 30))" -t "$THREADS" -c "$conns" -d "$WARMUP" --timeout 5s \
-            "${hdr_args[@]}" "$T_URL" || true
+            "${hdr_args[@]}" "${script[@]}" "$T_URL" "${script_args[@]}" || true
     fi
 
     # Tokens and cookies are long and say nothing: the log shows their size only.
@@ -779,19 +959,28 @@ measure() { # TARGET
             shown+=("$a")
         fi
     done
-    log "$t: wrk --latency -t $THREADS -c $conns -d $DURATION --timeout 5s ${shown[*]:+${shown[*]} }$T_URL"
+    [[ -z "$T_WRK_SCRIPT" ]] || shown+=(-s "${T_WRK_SCRIPT##*/}")
+    log "$t: wrk --latency -t $THREADS -c $conns -d $DURATION --timeout 5s ${shown[*]:+${shown[*]} }$T_URL${script_args[*]:+ ${script_args[*]}}"
+    [[ -z "$T_TOKEN_CACHE" ]] || c1="$(token_cache "$T_TOKEN_CACHE")"
+    [[ -z "$T_PROC" ]] || mapfile -t pids < <(proc_pids "$T_PROC" || true)
     a0="$(backend_accepts)"
     o0="$(passive_opens)"
+    # The resource counters are read last before the run and first after it, so that nothing
+    # but wrk's load falls between (not the backend status requests of the backend row).
+    ((${#pids[@]} == 0)) || p0="$(proc_sample "${pids[@]}" || true)"
     if ! run_wrk "$TMP/wrk.out" "$((DURATION_S + 30))" --latency -t "$THREADS" -c "$conns" -d "$DURATION" \
-        --timeout 5s "${hdr_args[@]}" "$T_URL"; then
+        --timeout 5s "${hdr_args[@]}" "${script[@]}" "$T_URL" "${script_args[@]}"; then
         log "$t: wrk failed or timed out:"
         cat "$TMP/wrk.out" >&2
         FAILED=1
         return
     fi
+    [[ -z "$p0" ]] || p1="$(proc_sample "${pids[@]}" || true)"
     out="$(<"$TMP/wrk.out")"
     o1="$(passive_opens)"
     a1="$(backend_accepts)"
+    [[ -z "$T_TOKEN_CACHE" ]] || c2="$(token_cache "$T_TOKEN_CACHE")"
+    [[ -z "$T_PROC" ]] || mapfile -t pids1 < <(proc_pids "$T_PROC" || true)
     [[ -z "$o0" || -z "$o1" ]] || R_OPENS[$t]=$((o1 - o0))
     if [[ -n "$a0" && -n "$a1" ]]; then
         R_CONNS[$t]=$((a1 - a0 - 1)) # minus the status request's own connection
@@ -806,6 +995,34 @@ measure() { # TARGET
     local rps p50 p99 req non2xx err
     read -r rps p50 p99 req non2xx err <<<"$parsed"
     R_RPS[$t]="$rps" R_P50[$t]="$p50" R_P99[$t]="$p99" R_REQ[$t]="$req" R_NON2XX[$t]="$non2xx" R_ERR[$t]="$err"
+    if [[ -n "$T_PROC" ]]; then
+        R_PROC[$t]="$T_PROC"
+        if [[ -z "$p0" || -z "$p1" || "${pids[*]}" != "${pids1[*]}" ]]; then
+            log "$t: no resource figures: the $T_PROC processes were '${pids[*]}' before the run, '${pids1[*]}' after"
+        elif ((req > 0)); then
+            local usr sys cpu vcs ivcs rss
+            read -r usr sys cpu vcs ivcs rss < <(awk -v a="$p0" -v b="$p1" -v n="$req" -v hz="$CLK_TCK" 'BEGIN {
+                split(a, x, " "); split(b, y, " "); us = 1e6 / hz / n
+                printf "%.2f %.2f %.3f %.3f %.3f %.1f\n", (y[1] - x[1]) * us, (y[2] - x[2]) * us,
+                    (y[1] - x[1] + y[2] - x[2]) * us, (y[3] - x[3]) / n, (y[4] - x[4]) / n, y[5] / 1024 }')
+            R_USR[$t]="$usr" R_SYS[$t]="$sys" R_CPU[$t]="$cpu" R_VCS[$t]="$vcs" R_IVCS[$t]="$ivcs" R_RSS[$t]="$rss"
+            R_NPROC[$t]="${#pids[@]}"
+            R_THREADS[$t]="$(awk '{ print $6 }' <<<"$p1")"
+            log "$t: $T_PROC (${#pids[@]} process(es), ${R_THREADS[$t]} threads): usr $usr sys $sys µs/req, cs/req $vcs voluntary $ivcs involuntary, RSS $rss MiB"
+        fi
+    fi
+    if [[ -n "$T_TOKEN_CACHE" ]]; then
+        local h0 m0 h1 m1 h2 m2
+        read -r h0 m0 <<<"$c0"
+        read -r h1 m1 <<<"$c1"
+        read -r h2 m2 <<<"$c2"
+        log "$t: token cache lookups: warm-up $((h1 - h0)) hits $((m1 - m0)) misses, run $((h2 - h1)) hits $((m2 - m1)) misses"
+        if [[ -n "$T_MIN_MISSES" ]] && ((m2 - m0 < T_MIN_MISSES)); then
+            log "$t: FAILED run: $((m2 - m0)) token cache misses during the warm-up and the run, fewer than $T_MIN_MISSES (distinct tokens sent)"
+            FAILED=1
+            return
+        fi
+    fi
     if ((non2xx != 0 || err != 0 || req == 0)); then
         log "$t: FAILED run (non-2xx/3xx: $non2xx, socket errors: $err, requests: $req):"
         printf '%s\n' "$out" >&2
@@ -833,7 +1050,8 @@ done
 
 ensure_deps
 
-declare -A T_URLS T_HDRS T_NOAUTH T_SANITY_URLS T_CURLS T_BASELINES T_CONNS T_NEWCONNS
+declare -A T_URLS T_HDRS T_NOAUTH T_SANITY_URLS T_CURLS T_BASELINES T_CONNS T_NEWCONNS T_PROCS \
+    T_SCRIPTS T_SCRIPT_ARGS T_CACHES T_MISSES
 for t in "${TARGET_LIST[@]}"; do
     T_URL=""
     T_HEADERS=()
@@ -843,6 +1061,11 @@ for t in "${TARGET_LIST[@]}"; do
     T_BASELINE=""
     T_CONNECTIONS=""
     T_NEWCONN=""
+    T_PROC=""
+    T_WRK_SCRIPT=""
+    T_WRK_SCRIPT_ARGS=()
+    T_TOKEN_CACHE=""
+    T_MIN_MISSES=""
     "$(target_fn "$t")"
     [[ -n "$T_URL" ]] || die "target $t set no T_URL"
     T_URLS[$t]="$T_URL"
@@ -853,6 +1076,11 @@ for t in "${TARGET_LIST[@]}"; do
     T_BASELINES[$t]="$T_BASELINE"
     T_CONNS[$t]="$T_CONNECTIONS"
     T_NEWCONNS[$t]="$T_NEWCONN"
+    T_PROCS[$t]="$T_PROC"
+    T_SCRIPTS[$t]="$T_WRK_SCRIPT"
+    T_SCRIPT_ARGS[$t]="$(printf '%s\n' "${T_WRK_SCRIPT_ARGS[@]}")"
+    T_CACHES[$t]="$T_TOKEN_CACHE"
+    T_MISSES[$t]="$T_MIN_MISSES"
 done
 # The test IdP was needed for start-up and sign-in only.
 stop_idp
@@ -873,6 +1101,12 @@ for t in "${TARGET_LIST[@]}"; do
     T_BASELINE="${T_BASELINES[$t]}"
     T_CONNECTIONS="${T_CONNS[$t]}"
     T_NEWCONN="${T_NEWCONNS[$t]}"
+    T_PROC="${T_PROCS[$t]}"
+    T_WRK_SCRIPT="${T_SCRIPTS[$t]}"
+    T_WRK_SCRIPT_ARGS=()
+    [[ -z "${T_SCRIPT_ARGS[$t]}" ]] || mapfile -t T_WRK_SCRIPT_ARGS <<<"${T_SCRIPT_ARGS[$t]}"
+    T_TOKEN_CACHE="${T_CACHES[$t]}"
+    T_MIN_MISSES="${T_MISSES[$t]}"
     measure "$t"
 done
 
@@ -919,28 +1153,45 @@ ratio() { # TARGET -> ratio of its rps to its baseline's (nginx, or the nginx TL
     awk -v a="${R_RPS[$1]}" -v b="${R_RPS[$b]}" 'BEGIN { if (b > 0) printf "%.2f", a / b }'
 }
 
+cpu_ratio() { # TARGET -> ratio of its (usr + sys) µs/req to its baseline's (as ratio), or empty
+    local b="${R_BASE[$1]:-nginx}"
+    [[ "${R_OK[$b]:-false}" == true && "${R_OK[$1]:-false}" == true && -n "${R_CPU[$b]:-}" && -n "${R_CPU[$1]:-}" ]] ||
+        return 0
+    awk -v a="${R_CPU[$1]}" -v b="${R_CPU[$b]}" 'BEGIN { if (b > 0) printf "%.2f", a / b }'
+}
+
 git_rev="$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo none)"
 cpus="$(nproc 2>/dev/null || echo '?')"
 
 {
-    printf '\nPortcullis load benchmark: wrk -t %s -c %s -d %s (warm-up %s), workers %s, backend workers %s, body %s, %s CPUs, rev %s\n\n' \
-        "$THREADS" "$CONNECTIONS" "$DURATION" "$WARMUP" "$WORKERS" "$BACKEND_WORKERS" "$BODY" "$cpus" "$git_rev"
+    # rev is this checkout's; the binary (PORTCULLIS_BIN) may have been built from another one.
+    printf '\nPortcullis load benchmark: wrk -t %s -c %s -d %s (warm-up %s), workers %s, backend workers %s, body %s, %s CPUs, rev %s%s\n\n' \
+        "$THREADS" "$CONNECTIONS" "$DURATION" "$WARMUP" "$WORKERS" "$BACKEND_WORKERS" "$BODY" "$cpus" "$git_rev" \
+        "${PORTCULLIS:+, binary $PORTCULLIS}"
     w=20
     for t in "${TARGET_LIST[@]}"; do ((${#t} <= w)) || w=${#t}; done
-    printf '%-*s %12s %9s %9s %7s  %-*s %6s %14s\n' "$w" target rps "p50 ms" "p99 ms" ratio "$w" vs \
-        conns "backend conns"
+    # printf pads by bytes: the two "µs" headers get one more for their two-byte µ.
+    printf '%-*s %12s %9s %9s %7s %9s  %-*s %6s %14s %12s %12s %8s %8s %8s\n' "$w" target rps "p50 ms" \
+        "p99 ms" ratio "cpu ratio" "$w" vs conns "backend conns" "usr µs/req" "sys µs/req" vcs/req ivcs/req \
+        "RSS MiB"
     for t in "${TARGET_LIST[@]}"; do
         if [[ "${R_OK[$t]:-false}" == true ]]; then
             r="$(ratio "$t")"
-            printf '%-*s %12s %9s %9s %7s  %-*s %6s %14s\n' "$w" "$t" "${R_RPS[$t]}" "${R_P50[$t]}" \
-                "${R_P99[$t]}" "${r:+${r}x}" "$w" "${R_BASE[$t]}" \
-                "${R_WRKCONNS[$t]}$([[ "${R_NEWCONN[$t]}" != true ]] || echo '*')" "${R_CONNS[$t]:--}"
+            c="$(cpu_ratio "$t")"
+            printf '%-*s %12s %9s %9s %7s %9s  %-*s %6s %14s %11s %11s %8s %8s %8s\n' "$w" "$t" "${R_RPS[$t]}" \
+                "${R_P50[$t]}" "${R_P99[$t]}" "${r:+${r}x}" "${c:+${c}x}" "$w" "${R_BASE[$t]}" \
+                "${R_WRKCONNS[$t]}$([[ "${R_NEWCONN[$t]}" != true ]] || echo '*')" "${R_CONNS[$t]:--}" \
+                "${R_USR[$t]:--}" "${R_SYS[$t]:--}" "${R_VCS[$t]:--}" "${R_IVCS[$t]:--}" "${R_RSS[$t]:--}"
         else
             printf '%-*s %12s\n' "$w" "$t" FAILED
         fi
     done
     printf '\nratio: rps / rps of the row named in "vs" (nginx; the nginx TLS row of the same mode for TLS rows).\n'
-    printf 'conns: wrk connections; * = Connection: close, a new connection (and TLS handshake) per request.\n\n'
+    printf 'cpu ratio: (usr + sys) µs/req / that of the row named in "vs".\n'
+    printf 'conns: wrk connections; * = Connection: close, a new connection (and TLS handshake) per request.\n'
+    printf 'usr, sys µs/req: CPU time per request in user, kernel mode; vcs, ivcs/req: voluntary, involuntary\n'
+    printf 'context switches per request; RSS MiB: resident memory at the end of the run. All of them over\n'
+    printf 'the measured run, for the server of the row: nginx workers, the Portcullis process, backend workers.\n\n'
 }
 
 json_num() { if [[ -n "${1:-}" ]]; then printf '%s' "$1"; else printf 'null'; fi; }
@@ -948,18 +1199,26 @@ json() {
     local first=1 t
     printf '{"duration":"%s","warmup":"%s","connections":%s,"wrk_threads":%s,"workers":%s,' \
         "$DURATION" "$WARMUP" "$CONNECTIONS" "$THREADS" "$WORKERS"
-    printf '"backend_workers":%s,"body":"%s","cpus":"%s","rev":"%s","results":[' \
-        "$BACKEND_WORKERS" "$BODY" "$cpus" "$git_rev"
+    printf '"backend_workers":%s,"body":"%s","cpus":"%s","rev":"%s","portcullis_bin":%s,"clk_tck":%s,"bearer_pool":%s,"results":[' \
+        "$BACKEND_WORKERS" "$BODY" "$cpus" "$git_rev" \
+        "$(if [[ -n "$PORTCULLIS" ]]; then printf '"%s"' "$PORTCULLIS"; else printf 'null'; fi)" "$CLK_TCK" "$BEARER_POOL"
     for t in "${TARGET_LIST[@]}"; do
         ((first)) || printf ','
         first=0
         # ratio_vs_nginx is against ratio_baseline: nginx, or the nginx TLS row of the same mode.
-        printf '{"target":"%s","url":"%s","ok":%s,"rps":%s,"p50_ms":%s,"p99_ms":%s,"ratio_vs_nginx":%s,"ratio_baseline":"%s","connections":%s,"connection_close":%s,"requests":%s,"non_2xx_3xx":%s,"socket_errors":%s,"backend_conns":%s}' \
+        printf '{"target":"%s","url":"%s","ok":%s,"rps":%s,"p50_ms":%s,"p99_ms":%s,"ratio_vs_nginx":%s,"ratio_baseline":"%s","connections":%s,"connection_close":%s,"requests":%s,"non_2xx_3xx":%s,"socket_errors":%s,"backend_conns":%s' \
             "$t" "${R_URL[$t]:-}" "${R_OK[$t]:-false}" "$(json_num "${R_RPS[$t]:-}")" \
             "$(json_num "${R_P50[$t]:-}")" "$(json_num "${R_P99[$t]:-}")" "$(json_num "$(ratio "$t")")" \
             "${R_BASE[$t]:-nginx}" "$(json_num "${R_WRKCONNS[$t]:-}")" "${R_NEWCONN[$t]:-false}" \
             "$(json_num "${R_REQ[$t]:-}")" "$(json_num "${R_NON2XX[$t]:-}")" "$(json_num "${R_ERR[$t]:-}")" \
             "$(json_num "${R_CONNS[$t]:-}")"
+        # The resource figures of the processes named by "proc" (see the header); the CPU ratio is
+        # against ratio_baseline too.
+        printf ',"proc":%s,"proc_processes":%s,"proc_threads":%s,"cpu_user_us_per_req":%s,"cpu_sys_us_per_req":%s,"cpu_us_per_req":%s,"cpu_ratio_vs_nginx":%s,"ctx_switches_voluntary_per_req":%s,"ctx_switches_involuntary_per_req":%s,"rss_mib":%s}' \
+            "$(if [[ -n "${R_PROC[$t]:-}" ]]; then printf '"%s"' "${R_PROC[$t]}"; else printf 'null'; fi)" \
+            "$(json_num "${R_NPROC[$t]:-}")" "$(json_num "${R_THREADS[$t]:-}")" "$(json_num "${R_USR[$t]:-}")" \
+            "$(json_num "${R_SYS[$t]:-}")" "$(json_num "${R_CPU[$t]:-}")" "$(json_num "$(cpu_ratio "$t")")" \
+            "$(json_num "${R_VCS[$t]:-}")" "$(json_num "${R_IVCS[$t]:-}")" "$(json_num "${R_RSS[$t]:-}")"
     done
     printf ']}\n'
 }

@@ -15,7 +15,7 @@ use pingora::services::listening::Service;
 use portcullis::config::{self, Config};
 use portcullis::proxy::Gateway;
 use portcullis::proxy::admin::Admin;
-use portcullis::proxy::connections::Counted;
+use portcullis::proxy::connections::Connections;
 use portcullis::proxy::keys::KeyRefresher;
 use portcullis::proxy::reload::Reloader;
 use portcullis::snapshot::Snapshot;
@@ -168,12 +168,12 @@ fn proxy_shard(
     listen: &[std::net::SocketAddr],
     tls_listen: &[(std::net::SocketAddr, Arc<portcullis::tls::Resolver>)],
     h2c: bool,
-) -> Service<Counted<Gateway>> {
+) -> Service<Connections> {
     let gateway = Gateway::new(state.clone(), refreshes.clone(), h2c);
     let max_connections = state.load().config.server.limits.max_connections;
     let mut service = Service::new(
         format!("portcullis-{shard}"),
-        Counted(Arc::new(gateway), max_connections),
+        Connections::new(gateway, max_connections),
     );
     service.threads = Some(1);
     for addr in listen {

@@ -235,6 +235,16 @@ pub static TLS_EXPIRY: LazyLock<prometheus::GaugeVec> = LazyLock::new(|| {
     )
 });
 
+/// Client connections closed for a deadline, by kind: `idle` (no request head began within
+/// `limits.idle_timeout`), `header` (a head not whole within `limits.header_timeout`: 408).
+pub static DEADLINES: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    counter(
+        "portcullis_deadline_closes_total",
+        "Client connections closed for a deadline, by kind (idle, header).",
+        &["kind"],
+    )
+});
+
 /// Client connections closed at once because `server.limits.max_connections` were open.
 pub static CONNECTIONS_REFUSED: LazyLock<IntCounter> = LazyLock::new(|| {
     register(
@@ -267,6 +277,9 @@ pub fn init() {
     LazyLock::force(&BACKCHANNEL_LOGOUTS);
     LazyLock::force(&TLS_EXPIRY);
     LazyLock::force(&CONNECTIONS_REFUSED);
+    for kind in ["idle", "header"] {
+        DEADLINES.with_label_values(&[kind]);
+    }
     for result in ["success", "failure"] {
         RELOADS.with_label_values(&[result]);
     }
@@ -274,29 +287,85 @@ pub fn init() {
 
 /// The method label: one of the standard methods, else `other`.
 pub fn method_label(method: &Method) -> &'static str {
+    METHODS[method_index(method)]
+}
+
+fn method_index(method: &Method) -> usize {
     match *method {
-        Method::GET => "GET",
-        Method::HEAD => "HEAD",
-        Method::POST => "POST",
-        Method::PUT => "PUT",
-        Method::DELETE => "DELETE",
-        Method::PATCH => "PATCH",
-        Method::OPTIONS => "OPTIONS",
-        Method::TRACE => "TRACE",
-        Method::CONNECT => "CONNECT",
-        _ => "other",
+        Method::GET => 0,
+        Method::HEAD => 1,
+        Method::POST => 2,
+        Method::PUT => 3,
+        Method::DELETE => 4,
+        Method::PATCH => 5,
+        Method::OPTIONS => 6,
+        Method::TRACE => 7,
+        Method::CONNECT => 8,
+        _ => 9,
     }
 }
 
 /// The status-class label.
 pub fn status_class(status: u16) -> &'static str {
+    CLASSES[class_index(status)]
+}
+
+fn class_index(status: u16) -> usize {
     match status {
-        100..=199 => "1xx",
-        200..=299 => "2xx",
-        300..=399 => "3xx",
-        400..=499 => "4xx",
-        500..=599 => "5xx",
-        _ => "none",
+        100..=199 => 0,
+        200..=299 => 1,
+        300..=399 => 2,
+        400..=499 => 3,
+        500..=599 => 4,
+        _ => 5,
+    }
+}
+
+const METHODS: [&str; 10] = [
+    "GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS", "TRACE", "CONNECT", "other",
+];
+const CLASSES: [&str; 6] = ["1xx", "2xx", "3xx", "4xx", "5xx", "none"];
+
+/// One route's request metrics, resolved once per config load: recording a request is an
+/// array index and an atomic add, with no label hashing and no lock (`with_label_values`
+/// hashes every label and takes the vector's lock on each call).
+#[derive(Debug)]
+pub struct RouteMetrics {
+    route: String,
+    duration: prometheus::Histogram,
+    /// By method (as [`method_label`] folds it), then status class; made on first use, so
+    /// only the combinations that happen are exported.
+    requests: [[std::sync::OnceLock<IntCounter>; CLASSES.len()]; METHODS.len()],
+    allowed: std::sync::OnceLock<IntCounter>,
+}
+
+impl RouteMetrics {
+    /// The metrics of route `route`.
+    pub fn new(route: &str) -> Self {
+        Self {
+            route: route.to_owned(),
+            duration: DURATION.with_label_values(&[route]),
+            requests: Default::default(),
+            allowed: std::sync::OnceLock::new(),
+        }
+    }
+
+    /// Records one finished request.
+    pub fn observe(&self, method: &Method, status: u16, seconds: f64) {
+        let (m, c) = (method_index(method), class_index(status));
+        if let Some(counter) = self.requests.get(m).and_then(|row| row.get(c)) {
+            counter
+                .get_or_init(|| REQUESTS.with_label_values(&[&self.route, METHODS[m], CLASSES[c]]))
+                .inc();
+        }
+        self.duration.observe(seconds);
+    }
+
+    /// Counts one request this route's authentication let through.
+    pub fn allowed(&self) {
+        self.allowed
+            .get_or_init(|| AUTH_DECISIONS.with_label_values(&[&self.route, "allow", "ok"]))
+            .inc();
     }
 }
 

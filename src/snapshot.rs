@@ -32,6 +32,8 @@ pub struct Snapshot {
     pub router: Router,
     /// Upstream pools, indexed like `config.upstreams`.
     pub pools: Vec<UpstreamPool>,
+    /// Each route's request metrics, indexed like the router's routes.
+    pub route_metrics: Vec<crate::metrics::RouteMetrics>,
     /// Header hygiene rules.
     pub hygiene: Hygiene,
     /// Token rules per provider, indexed like `config.providers` (in name order).
@@ -131,9 +133,15 @@ impl Snapshot {
                 .map(Vec::as_slice);
             AssertionSigner::new(secret, AssertionSettings::new(issuer))
         });
+        let route_metrics = router
+            .routes()
+            .iter()
+            .map(|r| crate::metrics::RouteMetrics::new(&r.name))
+            .collect();
         Self {
             router,
             pools,
+            route_metrics,
             hygiene,
             tokens,
             token_cache: TokenCache::new(TOKEN_CACHE_ENTRIES),

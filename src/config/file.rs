@@ -92,6 +92,15 @@ pub struct LimitsFile {
     /// Longest wait for each read of a request body from the client. Defaults to `30s`.
     #[serde(default)]
     pub client_body_timeout: Option<String>,
+    /// Longest wait for the first byte of a request head on a new or kept-alive connection
+    /// (and for an HTTP/2 connection without open streams); then the connection is closed.
+    /// Defaults to `60s`.
+    #[serde(default)]
+    pub idle_timeout: Option<String>,
+    /// Longest time for a whole request head from its first byte; then 408 and close.
+    /// Defaults to `10s`.
+    #[serde(default)]
+    pub header_timeout: Option<String>,
     /// Most open client connections per process; more are closed at once. Defaults to `10000`.
     #[serde(default)]
     pub max_connections: Option<usize>,

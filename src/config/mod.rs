@@ -97,6 +97,11 @@ pub struct Limits {
     pub max_cookie_bytes: usize,
     /// Per-read client body timeout.
     pub client_body_timeout: Duration,
+    /// Longest wait for the first byte of a request head, on a new or a kept-alive connection
+    /// (and for an HTTP/2 connection without open streams).
+    pub idle_timeout: Duration,
+    /// Longest time for a whole request head, from its first byte.
+    pub header_timeout: Duration,
     /// Open client connections per process.
     pub max_connections: usize,
 }

@@ -289,12 +289,24 @@ impl Validator {
             l.client_body_timeout.as_deref(),
             Duration::from_secs(30),
         );
+        let idle_timeout = self.duration(
+            "server.limits.idle_timeout",
+            l.idle_timeout.as_deref(),
+            Duration::from_secs(60),
+        );
+        let header_timeout = self.duration(
+            "server.limits.header_timeout",
+            l.header_timeout.as_deref(),
+            Duration::from_secs(10),
+        );
         let limits = super::Limits {
             max_header_bytes,
             max_headers,
             max_uri_bytes,
             max_cookie_bytes,
             client_body_timeout,
+            idle_timeout,
+            header_timeout,
             max_connections,
         };
         let admin = admin?;

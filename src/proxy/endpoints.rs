@@ -631,8 +631,8 @@ async fn forward_auth(
         snap,
         route,
         &passed.identity,
-        passed.access_token,
-        passed.sid,
+        passed.access_token.as_deref(),
+        passed.sid.as_deref(),
     ) {
         Ok(headers) => Answer::Allowed {
             headers,

@@ -47,17 +47,8 @@ pub(super) async fn proxy(
     else {
         return Error::e_explain(InternalError, "route without an upstream pool");
     };
-    let mut req = Box::new(session.req_header().clone());
-    super::upstream_request(&snap, &mut req, ctx)?;
-    req.set_version(Version::HTTP_11);
-    if !session.is_body_empty()
-        && !req.headers.contains_key(header::CONTENT_LENGTH)
-        && !req.headers.contains_key(header::TRANSFER_ENCODING)
-    {
-        // An HTTP/2 body without a length goes to an HTTP/1.1 upstream chunked.
-        req.insert_header(header::TRANSFER_ENCODING, "chunked")?;
-    }
-    let idempotent = req.method.is_idempotent();
+    let mut head = Some(upstream_head(session, &snap, ctx, true)?);
+    let idempotent = session.req_header().method.is_idempotent();
     let mut fresh_only = false;
     loop {
         let Some((target, addr)) = pool.select(ctx.tried) else {
@@ -98,12 +89,12 @@ pub(super) async fn proxy(
         client.read_timeout = Some(pool.config.read_timeout);
         client.write_timeout = Some(pool.config.write_timeout);
         // A reused connection may have died since the pool checked it: then the request goes
-        // once more on a new connection, if nothing of it or of an answer has moved yet.
+        // once more on a new connection, if nothing of it or of an answer has moved yet (its
+        // head is then built again: the first one went with the failed attempt).
         let retry_possible = reused && !fresh_only;
-        let head = if retry_possible {
-            Box::new((*req).clone())
-        } else {
-            std::mem::replace(&mut req, Box::new(RequestHeader::build("GET", b"/", None)?))
+        let head = match head.take() {
+            Some(h) => h,
+            None => upstream_head(session, &snap, ctx, false)?,
         };
         match exchange(session, &mut client, head, ctx).await {
             Ok(done) => {
@@ -134,6 +125,26 @@ pub(super) async fn proxy(
             }
         }
     }
+}
+
+/// The head to send upstream, from the client's: see `upstream_request`; an HTTP/2 body without
+/// a length goes chunked.
+fn upstream_head(
+    session: &mut ServerSession,
+    snap: &crate::snapshot::Snapshot,
+    ctx: &mut RequestCtx,
+    count: bool,
+) -> Result<Box<RequestHeader>> {
+    let mut req = Box::new(session.req_header().clone());
+    super::upstream_request(snap, &mut req, ctx, count)?;
+    req.set_version(Version::HTTP_11);
+    if !session.is_body_empty()
+        && !req.headers.contains_key(header::CONTENT_LENGTH)
+        && !req.headers.contains_key(header::TRANSFER_ENCODING)
+    {
+        req.insert_header(header::TRANSFER_ENCODING, "chunked")?;
+    }
+    Ok(req)
 }
 
 fn count_error(pool: &UpstreamPool, etype: &ErrorType) {
@@ -290,6 +301,22 @@ async fn exchange(
 fn strip_hop_by_hop(resp: &mut ResponseHeader) {
     const KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");
     const PROXY_CONNECTION: HeaderName = HeaderName::from_static("proxy-connection");
+    let hop_by_hop = |n: &HeaderName| {
+        [
+            &header::CONNECTION,
+            &KEEP_ALIVE,
+            &PROXY_CONNECTION,
+            &header::TE,
+            &header::TRAILER,
+            &header::UPGRADE,
+        ]
+        .contains(&n)
+    };
+    // One pass over the (few) headers instead of a hashed removal per name, in the common case
+    // of a response that has none of them.
+    if resp.status != 101 && !resp.headers.keys().any(hop_by_hop) {
+        return;
+    }
     if let Some(named) = resp.headers.get(header::CONNECTION).cloned()
         && let Ok(named) = named.to_str()
     {

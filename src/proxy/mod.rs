@@ -29,11 +29,11 @@ use async_trait::async_trait;
 use std::sync::Arc;
 
 use http::{HeaderName, HeaderValue, header};
-use pingora::apps::{HttpPersistentSettings, HttpServerApp, HttpServerOptions, ReusedHttpStream};
+use pingora::apps::{HttpServerApp, HttpServerOptions, ReusedHttpStream};
 use pingora::connectors::TransportConnector;
 use pingora::http::{RequestHeader, ResponseHeader};
 use pingora::prelude::*;
-use pingora::protocols::http::ServerSession;
+use pingora::protocols::http::{ReusableHttpStream, ServerSession};
 use pingora::server::ShutdownWatch;
 
 use crate::access_log;
@@ -64,6 +64,8 @@ impl Gateway {
     pub fn new(state: SharedSnapshot, refreshes: Arc<Refreshes>, h2c: bool) -> Self {
         let mut options = HttpServerOptions::default();
         options.h2c = h2c;
+        // An HTTP/2 connection without open streams is closed like an idle HTTP/1.1 one.
+        options.h2_idle_timeout = Some(state.load().config.server.limits.idle_timeout);
         Self {
             state,
             refreshes,
@@ -102,10 +104,13 @@ impl Gateway {
                 .await
             }
         };
-        auth::count(
-            &route.name,
-            outcome.as_ref().map(|_| ()).map_err(Answer::reason),
-        );
+        match (&outcome, snap.route_metrics.get(index)) {
+            (Ok(_), Some(m)) => m.allowed(),
+            _ => auth::count(
+                &route.name,
+                outcome.as_ref().map(|_| ()).map_err(Answer::reason),
+            ),
+        }
         match outcome {
             Ok(passed) => {
                 ctx.access_token = passed.access_token;
@@ -178,7 +183,16 @@ impl Gateway {
                 ctx.host = normalise_host(h).chars().take(255).collect();
             }
             ctx.snapshot = Some(snap.clone());
-            endpoints::serve(&self.refreshes, session, ctx, &snap, &name).await?;
+            // Boxed, like authentication below: these futures (provider calls, Redis) are large,
+            // and inline they would make every request's future as large, copied per request.
+            Box::pin(endpoints::serve(
+                &self.refreshes,
+                session,
+                ctx,
+                &snap,
+                &name,
+            ))
+            .await?;
             return Ok(true);
         }
         let req = session.req_header();
@@ -213,9 +227,15 @@ impl Gateway {
             respond::json_error(session, r.status, r.code, r.message).await?;
             return Ok(true);
         }
-        if let Some(answer) = self.authenticate(session.req_header(), ctx).await {
+        let public = ctx
+            .route
+            .and_then(|i| ctx.snapshot.as_ref()?.router.routes().get(i))
+            .is_some_and(|r| r.auth == AuthPolicy::Public);
+        if !public
+            && let Some(answer) = Box::pin(self.authenticate(session.req_header(), ctx)).await
+        {
             ctx.refusal = Some(answer.reason());
-            endpoints::write(session, answer).await?;
+            Box::pin(endpoints::write(session, answer)).await?;
             return Ok(true);
         }
         if !ctx.websocket && session.req_header().headers.contains_key(header::UPGRADE) {
@@ -272,7 +292,16 @@ impl Gateway {
         let elapsed = ctx.start.elapsed();
         let req = session.req_header();
         let route = ctx.route_name();
-        metrics::observe_request(route, &req.method, status, elapsed.as_secs_f64());
+        let per_route = ctx
+            .endpoint
+            .is_none()
+            .then(|| ctx.snapshot.as_ref().zip(ctx.route))
+            .flatten()
+            .and_then(|(s, i)| s.route_metrics.get(i));
+        match per_route {
+            Some(m) => m.observe(&req.method, status, elapsed.as_secs_f64()),
+            None => metrics::observe_request(route, &req.method, status, elapsed.as_secs_f64()),
+        }
         if let Some(e) = e {
             tracing::debug!(route, error = %e, "request failed");
         }
@@ -299,35 +328,57 @@ impl Gateway {
     }
 }
 
-#[async_trait]
-impl HttpServerApp for Gateway {
-    async fn process_new_http(
-        self: &Arc<Self>,
+impl Gateway {
+    /// The limits of the config serving now.
+    pub(crate) fn limits(&self) -> crate::config::Limits {
+        self.state.load().config.server.limits
+    }
+
+    /// Whether HTTP/2 with prior knowledge is accepted on plain listeners.
+    pub(crate) fn h2c(&self) -> bool {
+        self.options.h2c
+    }
+
+    /// Serves one request of `session` (HTTP/1.1, or an HTTP/2 stream): the connection, when
+    /// it may carry another request, with any pipelined bytes already read.
+    pub(crate) async fn serve(
+        &self,
         mut session: ServerSession,
         shutdown: &ShutdownWatch,
-    ) -> Option<ReusedHttpStream> {
+    ) -> Option<ReusableHttpStream> {
         // RFC 9112 §9.3.2: a client may send its next request before this one's answer; the
         // bytes are kept for the next round instead of failing this one.
         session.set_pipelining_enabled(true);
+        let limits = self.limits();
         let mut watch = shutdown.clone();
         let read = tokio::select! {
             biased;
-            read = session.read_request() => read,
+            read = tokio::time::timeout(limits.header_timeout, session.read_request()) => read,
             // A connection waiting for its next request is closed when the server stops.
             _ = watch.changed() => return None,
         };
         match read {
-            Ok(true) => {}
-            Ok(false) => return None,
-            Err(e) => {
+            Ok(Ok(true)) => {}
+            Ok(Ok(false)) => return None,
+            Ok(Err(e)) => {
+                tracing::debug!(error = %e, "reading a request head failed");
                 if matches!(e.etype(), InvalidHTTPHeader) {
                     session.set_keepalive(None);
-                    if let Err(e) = respond::malformed(&mut session).await {
+                    if let Err(e) = respond::headless(&mut session, 400).await {
                         tracing::debug!(error = %e, "could not answer a malformed request");
                     }
+                    connections::lingering_close(session).await;
                 }
-                tracing::debug!(error = %e, "reading a request head failed");
-                session.shutdown().await;
+                return None;
+            }
+            Err(_) => {
+                // Slow loris: the head did not arrive whole within `limits.header_timeout`.
+                metrics::DEADLINES.with_label_values(&["header"]).inc();
+                session.set_keepalive(None);
+                if let Err(e) = respond::headless(&mut session, 408).await {
+                    tracing::debug!(error = %e, "could not answer a slow request head");
+                }
+                connections::lingering_close(session).await;
                 return None;
             }
         }
@@ -347,15 +398,28 @@ impl HttpServerApp for Gateway {
         if !reuse {
             return None;
         }
-        let settings = HttpPersistentSettings::for_session(&session);
         match session.finish().await {
-            Ok(Some(stream)) => Some(ReusedHttpStream::from_reusable_stream(stream, settings)),
-            Ok(None) => None,
+            Ok(reusable) => reusable,
             Err(e) => {
                 tracing::debug!(error = %e, "the connection cannot serve another request");
                 None
             }
         }
+    }
+}
+
+/// HTTP/2 streams (pingora-core accepts them and calls this once per stream); HTTP/1.1
+/// connections are served by [`connections::Connections`] with their deadlines.
+#[async_trait]
+impl HttpServerApp for Gateway {
+    async fn process_new_http(
+        self: &Arc<Self>,
+        session: ServerSession,
+        shutdown: &ShutdownWatch,
+    ) -> Option<ReusedHttpStream> {
+        // An HTTP/2 stream is never reused; HTTP/1.1 never comes here.
+        self.serve(session, shutdown).await;
+        None
     }
 
     fn server_options(&self) -> Option<&HttpServerOptions> {
@@ -365,13 +429,21 @@ impl HttpServerApp for Gateway {
 
 /// The head sent upstream: the hygiene plan applied, the identity headers, WebSocket's own
 /// upgrade headers, `X-Forwarded-*`, the normalised target and `Host`.
-fn upstream_request(snap: &Snapshot, req: &mut RequestHeader, ctx: &mut RequestCtx) -> Result<()> {
+/// `count`: count the stripped headers (once per request, not again for a retry's head).
+fn upstream_request(
+    snap: &Snapshot,
+    req: &mut RequestHeader,
+    ctx: &mut RequestCtx,
+    count: bool,
+) -> Result<()> {
     let plan = snap.hygiene.plan(&req.headers, ctx.trusted);
     for (name, reason) in &plan.remove {
         req.remove_header(name);
-        metrics::STRIPPED
-            .with_label_values(&[reason_label(*reason)])
-            .inc();
+        if count {
+            metrics::STRIPPED
+                .with_label_values(&[reason_label(*reason)])
+                .inc();
+        }
     }
     match plan.cookie {
         CookieAction::Keep => {}
@@ -414,6 +486,12 @@ fn response_filter(resp: &mut ResponseHeader, ctx: &mut RequestCtx) -> Result<()
             resp.append_header(header::SET_COOKIE, v)?;
         }
     }
+    if !ctx.set_cookies.is_empty() {
+        // One user's session cookie must never be stored by a shared cache and replayed to
+        // others, whatever the backend said about caching its answer.
+        let cache = private_cache_control(&resp.headers);
+        resp.insert_header(header::CACHE_CONTROL, cache)?;
+    }
     for cookie in ctx.set_cookies.drain(..) {
         resp.append_header(header::SET_COOKIE, cookie)?;
     }
@@ -428,6 +506,33 @@ fn response_filter(resp: &mut ResponseHeader, ctx: &mut RequestCtx) -> Result<()
         resp.insert_header(header::STRICT_TRANSPORT_SECURITY, hsts)?;
     }
     Ok(())
+}
+
+/// `Cache-Control` for a response that carries the gateway's `Set-Cookie`: the backend's
+/// directives without `public` and `s-maxage`, plus `private` (unless `no-store` already forbids
+/// storing it) and `no-cache="Set-Cookie"`.
+fn private_cache_control(headers: &http::HeaderMap) -> String {
+    let mut kept: Vec<String> = headers
+        .get_all(header::CACHE_CONTROL)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(str::trim)
+        .filter(|d| !d.is_empty())
+        .filter(|d| {
+            let name = d.split('=').next().unwrap_or("").trim();
+            !name.eq_ignore_ascii_case("public")
+                && !name.eq_ignore_ascii_case("s-maxage")
+                && !name.eq_ignore_ascii_case("private")
+                && !d.eq_ignore_ascii_case("no-cache=\"set-cookie\"")
+        })
+        .map(str::to_owned)
+        .collect();
+    if !kept.iter().any(|d| d.eq_ignore_ascii_case("no-store")) {
+        kept.insert(0, "private".to_owned());
+    }
+    kept.push("no-cache=\"Set-Cookie\"".to_owned());
+    kept.join(", ")
 }
 
 /// The peer for target `addr` of upstream `upstream`: its timeouts, and TLS when it has any.
@@ -464,9 +569,8 @@ fn set_identity(req: &mut RequestHeader, ctx: &mut RequestCtx) -> Result<()> {
     let Some(identity) = &ctx.identity else {
         return Error::e_explain(InternalError, "protected route without identity");
     };
-    let sid = ctx.sid.take();
-    for (name, value) in identity_headers_for(snap, route, identity, ctx.access_token.take(), sid)?
-    {
+    let (token, sid) = (ctx.access_token.as_deref(), ctx.sid.as_deref());
+    for (name, value) in identity_headers_for(snap, route, identity, token, sid)? {
         req.insert_header(name, value)?;
     }
     Ok(())
@@ -478,8 +582,8 @@ pub(crate) fn identity_headers_for(
     snap: &Snapshot,
     route: &Route,
     identity: &Verified,
-    access_token: Option<String>,
-    sid: Option<String>,
+    access_token: Option<&str>,
+    sid: Option<&str>,
 ) -> Result<Vec<(HeaderName, HeaderValue)>> {
     let provider = route
         .provider
@@ -493,7 +597,7 @@ pub(crate) fn identity_headers_for(
         let value = if *name == header::AUTHORIZATION {
             format!("Bearer {token}")
         } else {
-            token
+            token.to_owned()
         };
         let value =
             HeaderValue::from_str(&value).or_err(InternalError, "token as a header value")?;
@@ -505,7 +609,7 @@ pub(crate) fn identity_headers_for(
             .get(route.upstream)
             .map_or("", |p| &*p.config.name);
         let claims = assertion_claims(&identity.claims, names);
-        let key = sid.as_deref().unwrap_or("").as_bytes();
+        let key = sid.unwrap_or("").as_bytes();
         match signer.sign_cached(key, audience, &claims, unix_now()) {
             Ok(token) => {
                 let value = HeaderValue::from_str(&token)
@@ -541,33 +645,35 @@ fn assertion_claims(
 /// Sets `X-Forwarded-For/-Proto/-Host`: the client's values are kept only from trusted proxies
 /// (hygiene removed them otherwise).
 fn set_forwarding(req: &mut RequestHeader, ctx: &RequestCtx) -> Result<()> {
+    // Names and values made once: `&str` names are parsed (and custom ones allocated) per call.
+    const FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+    const PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
+    const HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
+    const HTTPS: HeaderValue = HeaderValue::from_static("https");
+    const HTTP: HeaderValue = HeaderValue::from_static("http");
     let peer = ctx.client_ip.map(|ip| ip.to_string()).unwrap_or_default();
-    let xff = match req
-        .headers
-        .get("x-forwarded-for")
-        .and_then(|v| v.to_str().ok())
-    {
+    let xff = match req.headers.get(&FOR).and_then(|v| v.to_str().ok()) {
         Some(prior) if ctx.trusted && !prior.trim().is_empty() => format!("{prior}, {peer}"),
         _ => peer,
     };
-    req.insert_header("x-forwarded-for", xff)?;
+    req.insert_header(FOR, xff)?;
     if ctx.tls {
         // Believed only from a trusted proxy, and never over what arrived on our TLS listener.
-        req.insert_header("x-forwarded-proto", "https")?;
-    } else if !(ctx.trusted && req.headers.contains_key("x-forwarded-proto")) {
-        req.insert_header("x-forwarded-proto", "http")?;
+        req.insert_header(PROTO, HTTPS)?;
+    } else if !(ctx.trusted && req.headers.contains_key(&PROTO)) {
+        req.insert_header(PROTO, HTTP)?;
     }
-    let keep_host = ctx.trusted && req.headers.contains_key("x-forwarded-host");
+    let keep_host = ctx.trusted && req.headers.contains_key(&HOST);
     if !keep_host && !ctx.host.is_empty() {
-        req.insert_header("x-forwarded-host", ctx.host.as_str())?;
+        req.insert_header(HOST, ctx.host.as_str())?;
     }
     Ok(())
 }
 
 /// Sends the normalised path (plus the untouched query) in origin form, with a `Host` header.
 fn set_target(req: &mut RequestHeader, ctx: &mut RequestCtx) -> Result<()> {
-    if let Some(authority) = ctx.missing_host.take() {
-        let value = HeaderValue::from_str(&authority).or_err(InternalError, "authority as Host")?;
+    if let Some(authority) = &ctx.missing_host {
+        let value = HeaderValue::from_str(authority).or_err(InternalError, "authority as Host")?;
         req.insert_header(header::HOST, value)?;
     }
     // pingora keeps an absolute-form target verbatim and would send it as received.
@@ -685,5 +791,45 @@ fn reason_label(reason: StripReason) -> &'static str {
         StripReason::HopByHop => "hop_by_hop",
         StripReason::Identity => "identity",
         StripReason::Forwarding => "forwarding",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::private_cache_control;
+    use http::{HeaderMap, HeaderValue, header};
+
+    fn with(values: &[&str]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for v in values {
+            h.append(
+                header::CACHE_CONTROL,
+                HeaderValue::from_str(v).expect("valid"),
+            );
+        }
+        h
+    }
+
+    #[test]
+    fn a_response_with_the_gateway_cookie_is_never_shared_cacheable() {
+        let cases = [
+            (
+                vec!["public, max-age=600"],
+                "private, max-age=600, no-cache=\"Set-Cookie\"",
+            ),
+            (
+                vec!["public", "s-maxage=60, max-age=10"],
+                "private, max-age=10, no-cache=\"Set-Cookie\"",
+            ),
+            (vec![], "private, no-cache=\"Set-Cookie\""),
+            (vec!["no-store"], "no-store, no-cache=\"Set-Cookie\""),
+            (
+                vec!["Private, max-age=5"],
+                "private, max-age=5, no-cache=\"Set-Cookie\"",
+            ),
+        ];
+        for (given, want) in cases {
+            assert_eq!(private_cache_control(&with(&given)), want, "{given:?}");
+        }
     }
 }

@@ -31,11 +31,12 @@ pub async fn send(session: &mut ServerSession, resp: ResponseHeader, body: Bytes
     session.write_response_body(body, true).await
 }
 
-/// Answers a request whose head could not be parsed (there is no request to look at): 400.
-pub async fn malformed(session: &mut ServerSession) -> Result<()> {
-    let (code, message) = failure_body(400);
+/// Answers a request whose head could not be read whole (400: malformed; 408: too slow):
+/// there is no request to look at.
+pub async fn headless(session: &mut ServerSession, status: u16) -> Result<()> {
+    let (code, message) = failure_body(status);
     let body = Bytes::from(serde_json::json!({"error": code, "message": message}).to_string());
-    let resp = head(400, "application/json", &body)?;
+    let resp = head(status, "application/json", &body)?;
     session.write_response_header(Box::new(resp)).await?;
     session.write_response_body(body, true).await
 }
@@ -186,7 +187,7 @@ pub fn failure_body(status: u16) -> (&'static str, &'static str) {
         503 => ("service_unavailable", "service unavailable"),
         504 => ("gateway_timeout", "upstream timed out"),
         400 => ("bad_request", "malformed request"),
-        408 => ("request_timeout", "the request body did not arrive in time"),
+        408 => ("request_timeout", "the request did not arrive in time"),
         _ => ("internal_error", "internal error"),
     }
 }

@@ -329,6 +329,8 @@ mod limit_tests {
             max_uri_bytes: 300,
             max_cookie_bytes: 1_100,
             client_body_timeout: Duration::from_secs(1),
+            idle_timeout: Duration::from_secs(1),
+            header_timeout: Duration::from_secs(1),
             max_connections: 1,
         };
         let build = |target: &str, headers: &[(&str, String)]| {

@@ -10,6 +10,7 @@ mod bearer;
 mod browser_smoke;
 mod config_errors;
 mod core;
+mod deadlines;
 mod faults;
 mod headers;
 mod idp_smoke;

@@ -82,6 +82,43 @@ async fn sessions_refresh_once_under_concurrency_and_end_when_refused() {
     );
 }
 
+/// A response that carries the gateway's session cookie is never left cacheable by shared
+/// caches (one user's Set-Cookie replayed to others), whatever the backend said; one without
+/// keeps the backend's caching.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refreshed_session_cookie_is_never_on_a_shared_cacheable_response() {
+    let stack = Stack::start(IdpOptions::default(), "  idle_timeout: 4s\n", APP_ROUTE).await;
+    let (mut jar, _) = stack.sign_in("alice", "/").await;
+    let mut with_cookie = 0;
+    let mut without_cookie = 0;
+    for _ in 0..8 {
+        tokio::time::sleep(Duration::from_millis(400)).await;
+        let r = stack.get(&mut jar, "/page?cache=public", FETCH).await;
+        assert_eq!(r.status, 200, "{}", r.text());
+        let cache = r.header("cache-control").unwrap_or_default().to_owned();
+        if r.header("set-cookie").is_some() {
+            with_cookie += 1;
+            assert!(
+                cache.starts_with("private")
+                    && cache.contains("no-cache=\"Set-Cookie\"")
+                    && !cache.contains("public")
+                    && !cache.contains("s-maxage"),
+                "a touched session's response must be private: {cache:?}"
+            );
+        } else {
+            without_cookie += 1;
+            assert_eq!(
+                cache, "public, max-age=600, s-maxage=600",
+                "untouched answers keep it"
+            );
+        }
+    }
+    assert!(
+        with_cookie > 0 && without_cookie > 0,
+        "{with_cookie} touched, {without_cookie} not"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn idle_sessions_end() {
     let stack = Stack::start(IdpOptions::default(), "  idle_timeout: 4s\n", APP_ROUTE).await;

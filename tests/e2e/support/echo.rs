@@ -4,7 +4,8 @@
 //! `{"backend", "method", "path", "uri", "version", "headers": [[name, value], ...], "body_len"}`
 //! where `path` is the request target's path and query as received, and `headers` lists every
 //! header in order, duplicates kept, names lowercase. A request carrying `Upgrade: websocket`
-//! becomes a WebSocket echo; `/slow?ms=N` sleeps N ms before answering. Every request is counted
+//! becomes a WebSocket echo; `/slow?ms=N` sleeps N ms before answering; a target containing
+//! `cache=public` is answered with `Cache-Control: public, max-age=600, s-maxage=600`. Every request is counted
 //! and logged, so tests can assert what the backend never saw.
 
 use std::convert::Infallible;
@@ -227,9 +228,17 @@ async fn handle(
         "headers": seen.headers.iter().map(|(n, v)| vec![n.clone(), v.clone()]).collect::<Vec<_>>(),
         "body_len": seen.body_len,
     });
-    let response = Response::builder()
+    let mut response = Response::builder()
         .status(StatusCode::OK)
-        .header(hyper::header::CONTENT_TYPE, "application/json")
+        .header(hyper::header::CONTENT_TYPE, "application/json");
+    if seen.path.contains("cache=public") {
+        // A backend that lets shared caches keep its answer.
+        response = response.header(
+            hyper::header::CACHE_CONTROL,
+            "public, max-age=600, s-maxage=600",
+        );
+    }
+    let response = response
         .body(Full::new(Bytes::from(body.to_string())))
         .expect("a 200 response is valid");
     Ok(response)

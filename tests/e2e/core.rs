@@ -28,6 +28,11 @@ enum Script {
     CloseMidBody,
     /// Reads the head and the body it announces, then answers `200 ok` (keep-alive).
     Echo,
+    /// Answers `100 Continue` to a head with `Expect: 100-continue`, then reads the body and
+    /// answers `200 ok`.
+    Continue,
+    /// Answers HTTP/1.0-style: no length, the body ends when the connection closes.
+    CloseDelimited,
 }
 
 /// A raw TCP backend that counts the connections and request heads it got.
@@ -133,7 +138,22 @@ async fn serve(
                 let _ = stream.write_all(&[b'x'; 1000]).await;
                 return;
             }
-            Script::Echo => {
+            Script::CloseDelimited => {
+                let _ = stream
+                    .write_all(b"HTTP/1.0 200 OK\r\nContent-Type: text/plain\r\n\r\nhello, world")
+                    .await;
+                return;
+            }
+            Script::Continue | Script::Echo => {
+                if matches!(script, Script::Continue)
+                    && head.to_ascii_lowercase().contains("expect: 100-continue")
+                    && stream
+                        .write_all(b"HTTP/1.1 100 Continue\r\n\r\n")
+                        .await
+                        .is_err()
+                {
+                    return;
+                }
                 let want = content_length(&head);
                 let mut chunk = [0u8; 8192];
                 while body.len() < want {
@@ -410,4 +430,96 @@ routes:
             );
         }
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn expect_100_continue_reaches_the_client_before_it_sends_the_body() {
+    let backend = ScriptedBackend::start(Script::Continue).await;
+    let gateway = Gateway::start(&public_to(backend.addr)).await;
+    let mut stream = TcpStream::connect(gateway.addr()).await.expect("connects");
+    stream
+        .write_all(b"POST /upload HTTP/1.1\r\nHost: app.test\r\nContent-Length: 5\r\nExpect: 100-continue\r\n\r\n")
+        .await
+        .expect("writes");
+    let mut got = Vec::new();
+    let mut chunk = [0u8; 1024];
+    let interim = tokio::time::timeout(Duration::from_millis(900), async {
+        while !got.windows(4).any(|w| w == b"\r\n\r\n") {
+            match stream.read(&mut chunk).await {
+                Ok(0) | Err(_) => return,
+                Ok(n) => got.extend_from_slice(&chunk[..n]),
+            }
+        }
+    })
+    .await;
+    let text = String::from_utf8_lossy(&got).into_owned();
+    assert!(
+        interim.is_ok() && text.starts_with("HTTP/1.1 100"),
+        "the backend's 100 Continue, before the body is sent: {text:?}"
+    );
+    stream.write_all(b"hello").await.expect("writes the body");
+    let (rest, _) = read_response(&mut stream).await;
+    assert!(rest.starts_with("HTTP/1.1 200"), "{rest:?}");
+    assert!(rest.ends_with("ok"), "{rest:?}");
+}
+
+/// Reads one response with a `Content-Length` or a chunked body from `stream`.
+async fn read_response(stream: &mut TcpStream) -> (String, bool) {
+    let mut got = Vec::new();
+    let mut chunk = [0u8; 4096];
+    let mut closed = false;
+    let _ = tokio::time::timeout(Duration::from_secs(5), async {
+        loop {
+            let text = String::from_utf8_lossy(&got).to_ascii_lowercase();
+            if let Some(end) = text.find("\r\n\r\n") {
+                let body = &text[end + 4..];
+                let done = if text.contains("transfer-encoding: chunked") {
+                    body.ends_with("0\r\n\r\n")
+                } else {
+                    text.lines()
+                        .find_map(|l| l.strip_prefix("content-length:"))
+                        .and_then(|v| v.trim().parse::<usize>().ok())
+                        .is_some_and(|len| body.len() >= len)
+                };
+                if done {
+                    return;
+                }
+            }
+            match stream.read(&mut chunk).await {
+                Ok(0) | Err(_) => {
+                    closed = true;
+                    return;
+                }
+                Ok(n) => got.extend_from_slice(&chunk[..n]),
+            }
+        }
+    })
+    .await;
+    (String::from_utf8_lossy(&got).into_owned(), closed)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_close_delimited_answer_reaches_the_client_chunked_on_a_kept_connection() {
+    let backend = ScriptedBackend::start(Script::CloseDelimited).await;
+    let gateway = Gateway::start(&public_to(backend.addr)).await;
+    let mut stream = TcpStream::connect(gateway.addr()).await.expect("connects");
+    for i in 0..2 {
+        stream
+            .write_all(b"GET /old HTTP/1.1\r\nHost: app.test\r\n\r\n")
+            .await
+            .expect("writes");
+        let (text, closed) = read_response(&mut stream).await;
+        assert!(text.starts_with("HTTP/1.1 200"), "request {i}: {text:?}");
+        let lower = text.to_ascii_lowercase();
+        assert!(
+            lower.contains("transfer-encoding: chunked") && lower.contains("hello, world"),
+            "request {i}: re-framed chunked: {text:?}"
+        );
+        assert!(!closed, "request {i}: the client connection stays open");
+    }
+    assert_eq!(
+        backend.connections(),
+        2,
+        "a close-delimited upstream connection is never reused"
+    );
 }

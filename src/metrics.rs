@@ -236,11 +236,12 @@ pub static TLS_EXPIRY: LazyLock<prometheus::GaugeVec> = LazyLock::new(|| {
 });
 
 /// Client connections closed for a deadline, by kind: `idle` (no request head began within
-/// `limits.idle_timeout`), `header` (a head not whole within `limits.header_timeout`: 408).
+/// `limits.idle_timeout`), `header` (a head not whole within `limits.header_timeout`: 408),
+/// `body` (a proxied body not whole within `limits.body_timeout`).
 pub static DEADLINES: LazyLock<IntCounterVec> = LazyLock::new(|| {
     counter(
         "portcullis_deadline_closes_total",
-        "Client connections closed for a deadline, by kind (idle, header).",
+        "Client connections closed for a deadline, by kind (idle, header, body).",
         &["kind"],
     )
 });
@@ -277,7 +278,7 @@ pub fn init() {
     LazyLock::force(&BACKCHANNEL_LOGOUTS);
     LazyLock::force(&TLS_EXPIRY);
     LazyLock::force(&CONNECTIONS_REFUSED);
-    for kind in ["idle", "header"] {
+    for kind in ["idle", "header", "body"] {
         DEADLINES.with_label_values(&[kind]);
     }
     for result in ["success", "failure"] {

@@ -101,6 +101,11 @@ pub struct LimitsFile {
     /// Defaults to `10s`.
     #[serde(default)]
     pub header_timeout: Option<String>,
+    /// Longest time for a whole request body (from its head) sent to a backend; then 408 (or
+    /// the connection closed, when the answer has begun) and the backend connection dropped.
+    /// Defaults to `300s`.
+    #[serde(default)]
+    pub body_timeout: Option<String>,
     /// Most open client connections per process; more are closed at once. Defaults to `10000`.
     #[serde(default)]
     pub max_connections: Option<usize>,

@@ -102,6 +102,8 @@ pub struct Limits {
     pub idle_timeout: Duration,
     /// Longest time for a whole request head, from its first byte.
     pub header_timeout: Duration,
+    /// Longest time for a whole proxied request body, from its head.
+    pub body_timeout: Duration,
     /// Open client connections per process.
     pub max_connections: usize,
 }

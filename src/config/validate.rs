@@ -299,6 +299,11 @@ impl Validator {
             l.header_timeout.as_deref(),
             Duration::from_secs(10),
         );
+        let body_timeout = self.duration(
+            "server.limits.body_timeout",
+            l.body_timeout.as_deref(),
+            Duration::from_secs(300),
+        );
         let limits = super::Limits {
             max_header_bytes,
             max_headers,
@@ -307,6 +312,7 @@ impl Validator {
             client_body_timeout,
             idle_timeout,
             header_timeout,
+            body_timeout,
             max_connections,
         };
         let admin = admin?;

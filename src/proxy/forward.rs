@@ -195,6 +195,13 @@ async fn exchange(
     head: Box<RequestHeader>,
     ctx: &mut RequestCtx,
 ) -> std::result::Result<Done, Failed> {
+    let body_deadline = tokio::time::Instant::now()
+        + ctx
+            .snapshot
+            .as_ref()
+            .map_or(std::time::Duration::from_secs(300), |s| {
+                s.config.server.limits.body_timeout
+            });
     let expects_continue = head
         .headers
         .get(header::EXPECT)
@@ -258,9 +265,25 @@ async fn exchange(
                     HttpTask::Failed(e) => return Err(Failed::up(e, false)),
                 }
             }
-            body = session.read_body_or_idle(request_done) => {
+            body = async {
+                if request_done || upgraded {
+                    Ok(session.read_body_or_idle(request_done).await)
+                } else {
+                    tokio::time::timeout_at(body_deadline, session.read_body_or_idle(false)).await
+                }
+            } => {
                 // With the body done this only watches the client: a close means nobody waits
                 // for the answer any more.
+                let Ok(body) = body else {
+                    // A body trickled slower than `limits.body_timeout` allows: it holds this
+                    // upstream connection no longer (dropped, never reused); 408 if no answer
+                    // has started.
+                    metrics::DEADLINES.with_label_values(&["body"]).inc();
+                    return Err(Failed::down(Error::explain(
+                        ReadTimedout,
+                        "the request body did not arrive within limits.body_timeout",
+                    )));
+                };
                 match body.map_err(Failed::down)? {
                     Some(data) => {
                         body_started = true;

@@ -1,8 +1,9 @@
 //! Connection deadlines against hostile clients: a silent connection and an idle keep-alive one
 //! are closed after `limits.idle_timeout` (so silent sockets cannot hold `max_connections`), a
 //! head trickled byte by byte gets 408 after `limits.header_timeout` (slow loris), and an HTTP/2
-//! connection without streams is closed like an idle one. Each failed on the pingora-proxy core,
-//! which bounded only each single read of a head.
+//! connection without streams is closed like an idle one, and a body trickled slower than
+//! `limits.body_timeout` gets 408. Each failed on the pingora-proxy core, which bounded only each
+//! single read.
 
 use std::time::{Duration, Instant};
 
@@ -173,4 +174,56 @@ async fn an_http2_connection_without_streams_is_closed_after_the_idle_timeout() 
         closed.is_some(),
         "an HTTP/2 connection without streams stayed open 8 s"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_body_trickled_past_the_body_timeout_gets_408_and_frees_the_backend_connection() {
+    let backend = EchoBackend::start("app").await;
+    let gateway = start(&backend, ", body_timeout: 1s", false).await;
+    let mut stream = TcpStream::connect(gateway.addr()).await.expect("connects");
+    stream
+        .write_all(b"POST /upload HTTP/1.1\r\nHost: app.test\r\nContent-Length: 100\r\n\r\n")
+        .await
+        .expect("writes");
+    let started = Instant::now();
+    let mut answer = Vec::new();
+    let mut chunk = [0u8; 1024];
+    // One byte every 300 ms: each read is quick (client_body_timeout is 30 s), the body would
+    // take 30 s.
+    for _ in 0..100 {
+        if stream.write_all(b"x").await.is_err() {
+            break;
+        }
+        if let Ok(Ok(n)) =
+            tokio::time::timeout(Duration::from_millis(300), stream.read(&mut chunk)).await
+        {
+            answer.extend_from_slice(&chunk[..n]);
+            if n == 0 || answer.windows(4).any(|w| w == b"\r\n\r\n") {
+                break;
+            }
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "still reading a trickled body after 5 s"
+        );
+    }
+    let text = String::from_utf8_lossy(&answer).into_owned();
+    assert!(text.starts_with("HTTP/1.1 408"), "a slow body: {text:?}");
+    let metrics = gateway.metrics().await;
+    assert!(
+        metric_sum(
+            &metrics,
+            "portcullis_deadline_closes_total",
+            &["kind=\"body\""]
+        ) >= 1.0,
+        "{metrics}"
+    );
+    // The next request is served (the trickled one's backend connection was not kept).
+    let response = gateway
+        .client()
+        .get(gateway.url("/after"))
+        .send()
+        .await
+        .expect("served");
+    assert_eq!(response.status(), 200);
 }

@@ -49,9 +49,11 @@
 # (windows shortened to T/2 for shorter runs). The gate: the median of the samples in the 30 s
 # from T/3 (once warm-up has filled pools and caches) against the median of the last 30 s of
 # samples; more than 10% (SOAK_RSS_MAX_GROWTH_PCT) growth fails. Medians, so one sample taken
-# in the middle of a reload's build does not decide.
+# in the middle of a reload's build does not decide. Open descriptors get the same gate in
+# absolute terms: more than 32 (SOAK_FD_MAX_GROWTH) gained fails (idle upstream connections
+# that outlive a reload's config would show here).
 #
-# Exit status: 0 when there are no unexpected errors and RSS did not grow past the limit, 1
+# Exit status: 0 when there are no unexpected errors and RSS and descriptors did not grow past the limits, 1
 # otherwise (and on any set-up failure). Other load on the machine shows up as latency (and,
 # past wrk's 5 s timeout, as connection errors).
 #
@@ -65,6 +67,8 @@
 #   SOAK_FRESH_MINTS         mint.mjs runs for fresh-bearer tokens, two tokens each [10]
 #   SOAK_SAMPLE_EVERY        seconds between memory samples [5]
 #   SOAK_RSS_MAX_GROWTH_PCT  RSS growth allowed over the last two thirds [10]
+#   SOAK_FD_MAX_GROWTH       open descriptors the gateway may gain over the last two thirds
+#                            (same medians as RSS) [32]
 #   WORKERS                  Portcullis threads [2]
 #   ACCESS_LOG               Portcullis access log, stdout (discarded) or off [stdout]
 #   PORTCULLIS_BIN           use this binary instead of `cargo build --release --bin portcullis`
@@ -84,6 +88,7 @@ SOAK_RELOAD_EVERY="${SOAK_RELOAD_EVERY:-15}"
 SOAK_FRESH_MINTS="${SOAK_FRESH_MINTS:-10}"
 SOAK_SAMPLE_EVERY="${SOAK_SAMPLE_EVERY:-5}"
 SOAK_RSS_MAX_GROWTH_PCT="${SOAK_RSS_MAX_GROWTH_PCT:-10}"
+SOAK_FD_MAX_GROWTH="${SOAK_FD_MAX_GROWTH:-32}"
 WORKERS="${WORKERS:-2}"
 ACCESS_LOG="${ACCESS_LOG:-stdout}"
 KEEP_TMP="${KEEP_TMP:-0}"
@@ -101,7 +106,7 @@ esac
 
 is_uint() { [[ "$1" =~ ^[1-9][0-9]*$ ]]; }
 for v in SOAK_SECONDS SOAK_CONNECTIONS SOAK_DELAY_MS SOAK_RELOAD_EVERY SOAK_FRESH_MINTS SOAK_SAMPLE_EVERY \
-    SOAK_RSS_MAX_GROWTH_PCT WORKERS; do
+    SOAK_RSS_MAX_GROWTH_PCT SOAK_FD_MAX_GROWTH WORKERS; do
     is_uint "${!v}" || die "$v must be a positive integer, got '${!v}'"
 done
 ((SOAK_SECONDS >= 60)) || die "SOAK_SECONDS must be at least 60"
@@ -717,7 +722,7 @@ TOTAL_UNEXPECTED=$((TOTAL_UNEXPECTED + RELOADS_UNAPPLIED))
 
 # Memory and descriptors.
 # shellcheck disable=SC2016
-MEM="$(awk -v T="$T" -v pct="$SOAK_RSS_MAX_GROWTH_PCT" '
+MEM="$(awk -v T="$T" -v pct="$SOAK_RSS_MAX_GROWTH_PCT" -v fdmax="$SOAK_FD_MAX_GROWTH" '
     function median(a, n,   i, j, x) {
         for (i = 2; i <= n; i++) { x = a[i]; for (j = i - 1; j >= 1 && a[j] > x; j--) a[j + 1] = a[j]; a[j + 1] = x }
         return (n % 2) ? a[(n + 1) / 2] : (a[n / 2] + a[n / 2 + 1]) / 2
@@ -735,9 +740,10 @@ MEM="$(awk -v T="$T" -v pct="$SOAK_RSS_MAX_GROWTH_PCT" '
         for (i = 1; i <= n; i++) {
             if (t[i] < m) { s1 += r[i]; c1++ }
             if (t[i] >= T - m) { s2 += r[i]; c2++ }
-            if (t[i] >= T / 3 && t[i] < T / 3 + 30) b[++nb] = r[i]
-            if (t[i] >= T - 30) e[++ne] = r[i]
+            if (t[i] >= T / 3 && t[i] < T / 3 + 30) { b[++nb] = r[i]; fb[++nfb] = f[i] }
+            if (t[i] >= T - 30) { e[++ne] = r[i]; fe[++nfe] = f[i] }
         }
+        fbase = median(fb, nfb); fend = median(fe, nfe)
         g = (s2 / c2 - s1 / c1) / (s1 / c1) * 100
         base = median(b, nb); end = median(e, ne)
         gate = (end - base) / base * 100
@@ -752,7 +758,9 @@ MEM="$(awk -v T="$T" -v pct="$SOAK_RSS_MAX_GROWTH_PCT" '
         printf "series (s:MiB/fds):"
         for (i = 1; i <= n; i++) printf " %d:%.1f/%d", t[i], r[i] / 1024, f[i]
         printf "\n"
-        printf "%s\n", (gate > pct) ? "FAIL rss" : "OK rss"
+        printf "open fds over the last two thirds, median of %ds..%ds (%d) to median of the last 30 s (%d): %+d (limit +%d)\n", \
+            T / 3, T / 3 + 30, fbase, fend, fend - fbase, fdmax
+        printf "%s\n", (gate > pct) ? "FAIL rss" : ((fend - fbase > fdmax) ? "FAIL fds" : "OK rss")
     }' "$TMP/samples")"
 printf '\n%s\n' "$(sed '$d' <<<"$MEM")" >&2
 case "$(tail -n 1 <<<"$MEM")" in

@@ -12,7 +12,7 @@
 //! up with a system call per reuse; on these 2 cores that cost about 4.5 µs a request.
 
 use std::cell::RefCell;
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
 use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
@@ -44,15 +44,27 @@ struct Idle {
     since: Instant,
 }
 
+/// A shard's idle connections, and the newest config generation it has seen.
+#[derive(Default)]
+struct Shard {
+    generation: u64,
+    idle: HashMap<Key, VecDeque<Idle>>,
+}
+
 thread_local! {
-    static IDLE: RefCell<HashMap<Key, Vec<Idle>>> = RefCell::new(HashMap::new());
+    static SHARD: RefCell<Shard> = RefCell::new(Shard::default());
 }
 
 /// Takes the most recent live idle connection for `key`, dropping dead and expired ones.
 pub fn take(key: &Key) -> Option<Stream> {
     let now = Instant::now();
     loop {
-        let mut idle = IDLE.with(|pool| pool.borrow_mut().get_mut(key).and_then(Vec::pop))?;
+        let mut idle = SHARD.with(|s| {
+            s.borrow_mut()
+                .idle
+                .get_mut(key)
+                .and_then(VecDeque::pop_back)
+        })?;
         if now.duration_since(idle.since) < MAX_IDLE && quiet(&mut idle.stream) {
             return Some(idle.stream);
         }
@@ -60,23 +72,36 @@ pub fn take(key: &Key) -> Option<Stream> {
     }
 }
 
-/// Keeps `stream` for reuse under `key`; beyond [`MAX_PER_KEY`] the oldest goes.
+/// Keeps `stream` for reuse under `key`. Connections of an older config generation than the
+/// newest seen are closed instead (a reload makes new keys: the old ones would never be taken
+/// again), as are those idle past [`MAX_IDLE`] and, beyond [`MAX_PER_KEY`], the oldest.
 pub fn put(key: Key, stream: Stream) {
-    IDLE.with(|pool| {
-        let mut pool = pool.borrow_mut();
-        if pool.len() > 4 * MAX_PER_KEY {
-            // Keys of old generations or removed targets: start over rather than grow.
-            pool.retain(|_, v| !v.is_empty());
+    SHARD.with(|shard| {
+        let mut shard = shard.borrow_mut();
+        if key.generation < shard.generation {
+            return;
         }
-        let list = pool.entry(key).or_default();
-        if list.len() >= MAX_PER_KEY {
-            list.remove(0);
+        if key.generation > shard.generation {
+            shard.generation = key.generation;
+            shard.idle.retain(|k, _| k.generation >= key.generation);
         }
-        list.push(Idle {
-            stream,
-            since: Instant::now(),
-        });
+        let now = Instant::now();
+        let list = shard.idle.entry(key).or_default();
+        while list
+            .front()
+            .is_some_and(|i| now.duration_since(i.since) >= MAX_IDLE)
+            || list.len() >= MAX_PER_KEY
+        {
+            list.pop_front();
+        }
+        list.push_back(Idle { stream, since: now });
     });
+}
+
+/// Idle connections kept under `key` on this thread.
+#[cfg(test)]
+fn idle(key: &Key) -> usize {
+    SHARD.with(|s| s.borrow().idle.get(key).map_or(0, VecDeque::len))
 }
 
 /// Whether nothing can be read from an idle connection right now: no FIN, no reset, no bytes.
@@ -88,4 +113,76 @@ fn quiet(stream: &mut Stream) -> bool {
         std::pin::Pin::new(stream).poll_read(&mut cx, &mut buf),
         Poll::Pending
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    async fn connection(listener: &tokio::net::TcpListener) -> (Stream, tokio::net::TcpStream) {
+        let addr = listener.local_addr().expect("bound");
+        let (client, server) =
+            tokio::join!(tokio::net::TcpStream::connect(addr), listener.accept());
+        let stream: Stream = Box::new(pingora::protocols::l4::stream::Stream::from(
+            client.expect("connects"),
+        ));
+        (stream, server.expect("accepts").0)
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn a_reload_retires_the_idle_connections_of_the_old_config() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("binds");
+        let addr = listener.local_addr().expect("bound");
+        let old = Key {
+            upstream: 0,
+            addr,
+            generation: 1,
+        };
+        let new = Key {
+            generation: 2,
+            ..old
+        };
+        let mut peers = Vec::new();
+        for _ in 0..3 {
+            let (stream, peer) = connection(&listener).await;
+            peers.push(peer);
+            put(old, stream);
+        }
+        assert_eq!(idle(&old), 3);
+        let (stream, peer) = connection(&listener).await;
+        peers.push(peer);
+        put(new, stream);
+        assert_eq!(idle(&old), 0, "old-generation connections are closed");
+        assert_eq!(idle(&new), 1);
+        // A request still under the old config does not bring them back.
+        let (stream, peer) = connection(&listener).await;
+        peers.push(peer);
+        put(old, stream);
+        assert_eq!(idle(&old), 0);
+        assert!(take(&old).is_none());
+        assert!(
+            take(&new).is_some(),
+            "a live connection of the current config is reused"
+        );
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn a_connection_the_backend_closed_is_never_handed_out() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("binds");
+        let addr = listener.local_addr().expect("bound");
+        let key = Key {
+            upstream: 7,
+            addr,
+            generation: u64::MAX,
+        };
+        let (stream, peer) = connection(&listener).await;
+        put(key, stream);
+        drop(peer);
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        assert!(take(&key).is_none(), "a closed connection was reused");
+    }
 }

@@ -27,20 +27,27 @@ pub use raw::{RawExchange, RawResponse};
 /// by any outgoing connection of a parallel test, and the gateway refuses to start on a port in
 /// use. So: random ports under the range, checked by binding them.
 pub fn free_port() -> u16 {
+    free_port_with(0)
+}
+
+/// A free port `p` such that `p + offset` is free too, both below the ephemeral range (a Redis
+/// cluster node also listens on its port + 10000 for the cluster bus).
+pub fn free_port_with(offset: u16) -> u16 {
     use std::hash::{BuildHasher, RandomState};
     let low = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
         .ok()
         .and_then(|r| r.split_whitespace().next()?.parse::<u16>().ok())
         .unwrap_or(32768);
-    let (from, to) = (10_000u16, low.max(12_000));
+    let (from, to) = (10_000u16, low.max(12_000 + offset) - offset);
     for attempt in 0u32..1000 {
         let random = RandomState::new().hash_one((attempt, std::process::id()));
         let port = from + (random % u64::from(to - from)) as u16;
-        if StdTcpListener::bind(("127.0.0.1", port)).is_ok() {
+        let free = |p: u16| StdTcpListener::bind(("127.0.0.1", p)).is_ok();
+        if free(port) && (offset == 0 || free(port + offset)) {
             return port;
         }
     }
-    panic!("no free port on 127.0.0.1 between {from} and {to}");
+    panic!("no free port on 127.0.0.1 between {from} and {to} (with +{offset} free too)");
 }
 
 /// An address where nothing listens: connecting to it is refused.

@@ -43,7 +43,12 @@ impl RedisServer {
     /// A server with an optional password and extra `redis-server` arguments.
     pub async fn start_with(password: Option<&str>, extra: &[&str]) -> Self {
         let dir = tempfile::tempdir().expect("a temporary directory");
-        let port = free_port();
+        // A cluster node listens on its port + 10000 too (the cluster bus).
+        let port = if extra.contains(&"--cluster-enabled") {
+            super::free_port_with(10_000)
+        } else {
+            free_port()
+        };
         let mut args: Vec<String> = vec![
             "--port".into(),
             port.to_string(),

@@ -160,7 +160,6 @@ fn server_conf(config: &Config) -> ServerConf {
 }
 
 /// One single-threaded proxy service listening on every public address.
-#[allow(clippy::too_many_arguments)]
 fn proxy_shard(
     state: &portcullis::snapshot::SharedSnapshot,
     refreshes: &Arc<portcullis::signin::refresh::Refreshes>,

@@ -84,6 +84,12 @@ pub static STRIPPED: LazyLock<IntCounterVec> = LazyLock::new(|| {
     )
 });
 
+/// The children of [`STRIPPED`] for hop-by-hop, identity and forwarding headers, resolved once:
+/// a browser's `Connection: keep-alive` alone is stripped on nearly every request.
+pub static STRIPPED_BY_REASON: LazyLock<[IntCounter; 3]> = LazyLock::new(|| {
+    ["hop_by_hop", "identity", "forwarding"].map(|r| STRIPPED.with_label_values(&[r]))
+});
+
 /// Requests refused before routing, by reason.
 pub static REFUSED: LazyLock<IntCounterVec> = LazyLock::new(|| {
     counter(

@@ -195,13 +195,6 @@ async fn exchange(
     head: Box<RequestHeader>,
     ctx: &mut RequestCtx,
 ) -> std::result::Result<Done, Failed> {
-    let body_deadline = tokio::time::Instant::now()
-        + ctx
-            .snapshot
-            .as_ref()
-            .map_or(std::time::Duration::from_secs(300), |s| {
-                s.config.server.limits.body_timeout
-            });
     let expects_continue = head
         .headers
         .get(header::EXPECT)
@@ -213,6 +206,16 @@ async fn exchange(
     }
     let h1_downstream = !session.is_http2();
     let mut request_done = session.is_body_done();
+    // Only a request with a body reads the clock for its deadline.
+    let body_deadline = (!request_done).then(|| {
+        let limit = ctx
+            .snapshot
+            .as_ref()
+            .map_or(std::time::Duration::from_secs(300), |s| {
+                s.config.server.limits.body_timeout
+            });
+        tokio::time::Instant::now() + limit
+    });
     let mut response_done = false;
     let mut response_started = false;
     let mut body_started = false;
@@ -266,10 +269,11 @@ async fn exchange(
                 }
             }
             body = async {
-                if request_done || upgraded {
-                    Ok(session.read_body_or_idle(request_done).await)
-                } else {
-                    tokio::time::timeout_at(body_deadline, session.read_body_or_idle(false)).await
+                match body_deadline {
+                    Some(deadline) if !request_done && !upgraded => {
+                        tokio::time::timeout_at(deadline, session.read_body_or_idle(false)).await
+                    }
+                    _ => Ok(session.read_body_or_idle(request_done).await),
                 }
             } => {
                 // With the body done this only watches the client: a close means nobody waits

@@ -170,19 +170,10 @@ fn proxy_shard(
 ) -> Service<Connections> {
     let gateway = Gateway::new(state.clone(), refreshes.clone(), h2c);
     let max_connections = state.load().config.server.limits.max_connections;
-    let mut service = Service::new(
-        format!("portcullis-{shard}"),
-        Connections::new(gateway, max_connections),
-    );
-    service.threads = Some(1);
-    for addr in listen {
-        let mut socket = TcpSocketOptions::default();
-        socket.so_reuseport = Some(true);
-        service.add_tcp_with_settings(&shard_address(*addr, shard), socket);
-    }
+    // TLS listeners are plain TCP listeners to pingora: the connection loop does the handshake
+    // itself, within `limits.header_timeout` (pingora's own allows 60 s, not configurable).
+    let mut acceptors = Vec::new();
     for (addr, resolver) in tls_listen {
-        let mut socket = TcpSocketOptions::default();
-        socket.so_reuseport = Some(true);
         // Certificates come from the resolver (swapped on reload); TLS 1.2 and 1.3 only;
         // ALPN offers h2 then http/1.1.
         let Ok(mut tls) = pingora::listeners::tls::TlsSettings::intermediate("", "") else {
@@ -190,7 +181,18 @@ fn proxy_shard(
         };
         tls.set_cert_resolver(resolver.clone());
         tls.enable_h2();
-        service.add_tls_with_settings(&shard_address(*addr, shard), Some(socket), tls);
+        acceptors.push((*addr, Arc::new(tls.build())));
+    }
+    let mut service = Service::new(
+        format!("portcullis-{shard}"),
+        Connections::new(gateway, max_connections, acceptors.clone()),
+    );
+    service.threads = Some(1);
+    let addrs = listen.iter().chain(acceptors.iter().map(|(a, _)| a));
+    for addr in addrs {
+        let mut socket = TcpSocketOptions::default();
+        socket.so_reuseport = Some(true);
+        service.add_tcp_with_settings(&shard_address(*addr, shard), socket);
     }
     service
 }

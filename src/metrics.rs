@@ -243,12 +243,29 @@ pub static TLS_EXPIRY: LazyLock<prometheus::GaugeVec> = LazyLock::new(|| {
 
 /// Client connections closed for a deadline, by kind: `idle` (no request head began within
 /// `limits.idle_timeout`), `header` (a head not whole within `limits.header_timeout`: 408),
-/// `body` (a proxied body not whole within `limits.body_timeout`).
+/// `body` (a proxied body not whole within `limits.body_timeout`), `handshake` (a TLS
+/// handshake not done within `limits.header_timeout`), `write` (an answer left unread longer
+/// than `limits.write_timeout`: the HTTP/1.1 connection closed, or the HTTP/2 stream reset).
 pub static DEADLINES: LazyLock<IntCounterVec> = LazyLock::new(|| {
     counter(
         "portcullis_deadline_closes_total",
-        "Client connections closed for a deadline, by kind (idle, header, body).",
+        "Client connections (or HTTP/2 streams) closed for a deadline, by kind (idle, header, body, handshake, write).",
         &["kind"],
+    )
+});
+
+/// The deadline kinds of [`DEADLINES`].
+pub const DEADLINE_KINDS: [&str; 5] = ["idle", "header", "body", "handshake", "write"];
+
+/// HTTP/2 connections sent `GOAWAY ENHANCE_YOUR_CALM` and closed for a flood of frames that
+/// carry no request (PING, SETTINGS, PRIORITY, WINDOW_UPDATE, RST_STREAM, empty frames).
+pub static HTTP2_FLOOD_CLOSES: LazyLock<IntCounter> = LazyLock::new(|| {
+    register(
+        IntCounter::new(
+            "portcullis_http2_flood_closes_total",
+            "HTTP/2 connections closed with GOAWAY ENHANCE_YOUR_CALM for a flood of frames that carry no request.",
+        )
+        .expect("static metric definition"),
     )
 });
 
@@ -284,7 +301,8 @@ pub fn init() {
     LazyLock::force(&BACKCHANNEL_LOGOUTS);
     LazyLock::force(&TLS_EXPIRY);
     LazyLock::force(&CONNECTIONS_REFUSED);
-    for kind in ["idle", "header", "body"] {
+    LazyLock::force(&HTTP2_FLOOD_CLOSES);
+    for kind in DEADLINE_KINDS {
         DEADLINES.with_label_values(&[kind]);
     }
     for result in ["success", "failure"] {

@@ -106,6 +106,11 @@ pub struct LimitsFile {
     /// Defaults to `300s`.
     #[serde(default)]
     pub body_timeout: Option<String>,
+    /// Longest a client may leave the gateway's answer unread: an HTTP/1.1 write making no
+    /// progress, or an HTTP/2 stream waiting for the client's flow-control window; then the
+    /// connection is closed (HTTP/1.1) or the stream reset (HTTP/2). Defaults to `60s`.
+    #[serde(default)]
+    pub write_timeout: Option<String>,
     /// Most open client connections per process; more are closed at once. Defaults to `10000`.
     #[serde(default)]
     pub max_connections: Option<usize>,

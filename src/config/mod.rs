@@ -104,6 +104,8 @@ pub struct Limits {
     pub header_timeout: Duration,
     /// Longest time for a whole proxied request body, from its head.
     pub body_timeout: Duration,
+    /// Longest a client may leave an answer unread (a stalled write or HTTP/2 window).
+    pub write_timeout: Duration,
     /// Open client connections per process.
     pub max_connections: usize,
 }

@@ -304,6 +304,11 @@ impl Validator {
             l.body_timeout.as_deref(),
             Duration::from_secs(300),
         );
+        let write_timeout = self.duration(
+            "server.limits.write_timeout",
+            l.write_timeout.as_deref(),
+            Duration::from_secs(60),
+        );
         let limits = super::Limits {
             max_header_bytes,
             max_headers,
@@ -313,6 +318,7 @@ impl Validator {
             idle_timeout,
             header_timeout,
             body_timeout,
+            write_timeout,
             max_connections,
         };
         let admin = admin?;

@@ -2,7 +2,8 @@
 //! multiplexing) or as HTTP/1.1 requests one after another, each within its deadlines.
 //!
 //! ```text
-//! accepted ─► over max_connections? close ─► TLS ALPN h2, or h2c preface? ─► HTTP/2
+//! accepted ─► over max_connections? close ─► TLS listener: handshake within header_timeout
+//!    └─► TLS ALPN h2, or h2c preface? ─► HTTP/2 (see `http2`)
 //!    └─► loop: first byte within idle_timeout (or pipelined bytes already here), else close
 //!              whole head within header_timeout of it, else 408 and close
 //!              the request (front, forward) ─► reusable? next round : close
@@ -10,12 +11,15 @@
 //! pingora's own HTTP/1.1 loop waits for a head with a timeout per read only, so a silent
 //! connection or one trickling a byte every few seconds was never closed.
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 
 use async_trait::async_trait;
 use bytes::BytesMut;
 use pingora::apps::ServerApp;
+use pingora::listeners::tls::Acceptor;
 use pingora::protocols::http::ServerSession;
+use pingora::protocols::l4::stream::Stream as L4Stream;
 use pingora::protocols::{ALPN, Stream};
 use pingora::server::ShutdownWatch;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -35,15 +39,38 @@ const FIRST_READ: usize = 4096;
 pub struct Connections {
     gateway: Arc<Gateway>,
     max: usize,
+    /// The TLS listeners' addresses and their handshakes.
+    tls: Vec<(SocketAddr, Arc<Acceptor>)>,
 }
 
 impl Connections {
-    /// The connections of `gateway`, at most `max` open at once in the process.
-    pub fn new(gateway: Gateway, max: usize) -> Self {
+    /// The connections of `gateway`, at most `max` open at once in the process; those accepted
+    /// on an address of `tls` begin with that listener's TLS handshake.
+    pub fn new(gateway: Gateway, max: usize, tls: Vec<(SocketAddr, Arc<Acceptor>)>) -> Self {
         Self {
             gateway: Arc::new(gateway),
             max,
+            tls,
         }
+    }
+
+    /// The TLS handshake of the listener `stream` was accepted on, if it is a TLS listener.
+    fn acceptor(&self, stream: &Stream) -> Option<&Acceptor> {
+        if self.tls.is_empty() {
+            return None;
+        }
+        let local = stream
+            .get_socket_digest()?
+            .local_addr()?
+            .as_inet()
+            .copied()?;
+        let exact = self.tls.iter().find(|(a, _)| *a == local);
+        let any = || {
+            self.tls
+                .iter()
+                .find(|(a, _)| a.port() == local.port() && a.ip().is_unspecified())
+        };
+        exact.or_else(any).map(|(_, acceptor)| &**acceptor)
     }
 
     /// HTTP/1.1: one request after another on `stream`, each within its deadlines.
@@ -139,9 +166,27 @@ impl ServerApp for Connections {
             CONNECTIONS_REFUSED.inc();
             return None;
         }
+        if let Some(acceptor) = self.acceptor(&stream) {
+            // The whole handshake within the head deadline, as nginx's client_header_timeout.
+            let limit = self.gateway.limits().header_timeout;
+            let Ok(l4) = stream.into_any().downcast::<L4Stream>() else {
+                return None;
+            };
+            stream = match tokio::time::timeout(limit, acceptor.tls_handshake(*l4)).await {
+                Ok(Ok(tls)) => Box::new(tls),
+                Ok(Err(e)) => {
+                    tracing::debug!(error = %e, "TLS handshake failed");
+                    return None;
+                }
+                Err(_) => {
+                    DEADLINES.with_label_values(&["handshake"]).inc();
+                    return None;
+                }
+            };
+        }
         if matches!(stream.selected_alpn_proto(), Some(ALPN::H2)) {
-            // HTTP/2 over TLS: pingora-core multiplexes the streams (its idle timeout is ours).
-            return self.gateway.process_new(stream, shutdown).await;
+            super::http2::serve(&self.gateway, stream, shutdown).await;
+            return None;
         }
         if self.gateway.h2c() && stream.get_ssl_digest().is_none() {
             // HTTP/2 with prior knowledge, or HTTP/1.1? The first byte (within the idle
@@ -169,7 +214,8 @@ impl ServerApp for Connections {
                     }
                 }
                 if head == H2_PREFACE {
-                    return self.gateway.process_new(stream, shutdown).await;
+                    super::http2::serve(&self.gateway, stream, shutdown).await;
+                    return None;
                 }
             }
         }

@@ -20,16 +20,16 @@ pub mod ctx;
 pub mod endpoints;
 pub mod exclusive;
 mod forward;
+mod frames;
+mod http2;
 pub mod keys;
 mod pool;
 pub mod reload;
 pub mod respond;
 
-use async_trait::async_trait;
 use std::sync::Arc;
 
 use http::{HeaderName, HeaderValue, header};
-use pingora::apps::{HttpServerApp, HttpServerOptions, ReusedHttpStream};
 use pingora::connectors::TransportConnector;
 use pingora::http::{RequestHeader, ResponseHeader};
 use pingora::prelude::*;
@@ -54,7 +54,8 @@ pub struct Gateway {
     /// Makes upstream connections (TCP, TLS with the upstream's settings); idle ones are kept in
     /// the shard's [`pool`].
     connector: TransportConnector,
-    options: HttpServerOptions,
+    /// Accept HTTP/2 with prior knowledge on plain listeners.
+    h2c: bool,
 }
 
 impl Gateway {
@@ -62,15 +63,11 @@ impl Gateway {
     /// by every shard, so a session is refreshed once per process. `h2c`: accept HTTP/2 with
     /// prior knowledge on plain listeners.
     pub fn new(state: SharedSnapshot, refreshes: Arc<Refreshes>, h2c: bool) -> Self {
-        let mut options = HttpServerOptions::default();
-        options.h2c = h2c;
-        // An HTTP/2 connection without open streams is closed like an idle HTTP/1.1 one.
-        options.h2_idle_timeout = Some(state.load().config.server.limits.idle_timeout);
         Self {
             state,
             refreshes,
             connector: TransportConnector::new(None),
-            options,
+            h2c,
         }
     }
 
@@ -153,6 +150,9 @@ impl Gateway {
             return Ok(true);
         }
         session.set_read_timeout(Some(limits.client_body_timeout));
+        // A client that leaves the answer unread: the HTTP/1.1 connection is closed, the
+        // HTTP/2 stream reset (its flow-control wait is bounded the same way).
+        session.set_write_timeout(Some(limits.write_timeout));
         if !ctx.tls
             && let Some(port) = https_redirect(&snap, session)
         {
@@ -268,6 +268,12 @@ impl Gateway {
                 }
                 ErrorSource::Downstream => match etype {
                     WriteError | ReadError | ConnectionClosed | H2Error => 0,
+                    // A client that left the answer unread past `limits.write_timeout`: the
+                    // HTTP/1.1 connection is closed, the HTTP/2 stream reset (dropped unended).
+                    WriteTimedout => {
+                        metrics::DEADLINES.with_label_values(&["write"]).inc();
+                        0
+                    }
                     // A client slower than `limits.client_body_timeout`.
                     ReadTimedout => 408,
                     _ => 400,
@@ -336,7 +342,7 @@ impl Gateway {
 
     /// Whether HTTP/2 with prior knowledge is accepted on plain listeners.
     pub(crate) fn h2c(&self) -> bool {
-        self.options.h2c
+        self.h2c
     }
 
     /// Serves one request of `session` (HTTP/1.1, or an HTTP/2 stream): the connection, when
@@ -405,25 +411,6 @@ impl Gateway {
                 None
             }
         }
-    }
-}
-
-/// HTTP/2 streams (pingora-core accepts them and calls this once per stream); HTTP/1.1
-/// connections are served by [`connections::Connections`] with their deadlines.
-#[async_trait]
-impl HttpServerApp for Gateway {
-    async fn process_new_http(
-        self: &Arc<Self>,
-        session: ServerSession,
-        shutdown: &ShutdownWatch,
-    ) -> Option<ReusedHttpStream> {
-        // An HTTP/2 stream is never reused; HTTP/1.1 never comes here.
-        self.serve(session, shutdown).await;
-        None
-    }
-
-    fn server_options(&self) -> Option<&HttpServerOptions> {
-        Some(&self.options)
     }
 }
 

@@ -332,6 +332,7 @@ mod limit_tests {
             idle_timeout: Duration::from_secs(1),
             header_timeout: Duration::from_secs(1),
             body_timeout: Duration::from_secs(1),
+            write_timeout: Duration::from_secs(1),
             max_connections: 1,
         };
         let build = |target: &str, headers: &[(&str, String)]| {

@@ -13,6 +13,7 @@ mod core;
 mod deadlines;
 mod faults;
 mod headers;
+mod http2_abuse;
 mod idp_smoke;
 mod instances;
 mod limits;

@@ -278,6 +278,17 @@ impl Gateway {
         self.admin
     }
 
+    /// The gateway process's resident memory, KiB (`VmRSS`).
+    pub fn rss_kib(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
+            .expect("the gateway process is running");
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .expect("/proc status has VmRSS")
+    }
+
     /// Sends SIGTERM and waits up to `timeout` for the process to exit; `None` if it did not.
     pub async fn terminate(&mut self, timeout: Duration) -> Option<ExitStatus> {
         self.signal("TERM");

@@ -24,7 +24,7 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 
 use crate::support::certs::TestCa;
-use crate::support::{EchoBackend, Gateway, ServerOptions, free_port, metric_sum};
+use crate::support::{EchoBackend, Gateway, ServerOptions, free_port, metric_sum, wait_until};
 
 /// A backend answering every request with `Content-Length: BIG` bytes, written as fast as the
 /// gateway reads them (one request per connection).
@@ -418,12 +418,16 @@ async fn tls_handshakes_not_done_within_the_header_timeout_are_closed() {
             started.elapsed()
         );
     }
-    let handshakes = metric_sum(
-        &gateway.metrics().await,
-        "portcullis_deadline_closes_total",
-        &["kind=\"handshake\""],
-    );
-    assert_eq!(handshakes, 2.0);
+    // Counted just after the socket is dropped: waited for, not raced.
+    wait_until("both handshake deadlines counted", Duration::from_secs(5), || async {
+        let metrics = gateway.metrics().await;
+        metric_sum(
+            &metrics,
+            "portcullis_deadline_closes_total",
+            &["kind=\"handshake\""],
+        ) == 2.0
+    })
+    .await;
     // A real client still completes its handshake.
     let client = reqwest::Client::builder()
         .no_proxy()

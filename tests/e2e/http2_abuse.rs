@@ -419,14 +419,18 @@ async fn tls_handshakes_not_done_within_the_header_timeout_are_closed() {
         );
     }
     // Counted just after the socket is dropped: waited for, not raced.
-    wait_until("both handshake deadlines counted", Duration::from_secs(5), || async {
-        let metrics = gateway.metrics().await;
-        metric_sum(
-            &metrics,
-            "portcullis_deadline_closes_total",
-            &["kind=\"handshake\""],
-        ) == 2.0
-    })
+    wait_until(
+        "both handshake deadlines counted",
+        Duration::from_secs(5),
+        || async {
+            let metrics = gateway.metrics().await;
+            metric_sum(
+                &metrics,
+                "portcullis_deadline_closes_total",
+                &["kind=\"handshake\""],
+            ) == 2.0
+        },
+    )
     .await;
     // A real client still completes its handshake.
     let client = reqwest::Client::builder()

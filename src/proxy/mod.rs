@@ -634,6 +634,7 @@ fn set_forwarding(req: &mut RequestHeader, ctx: &RequestCtx) -> Result<()> {
     const FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
     const PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
     const HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
+    const PORT: HeaderName = HeaderName::from_static("x-forwarded-port");
     const HTTPS: HeaderValue = HeaderValue::from_static("https");
     const HTTP: HeaderValue = HeaderValue::from_static("http");
     let peer = ctx.client_ip.map(|ip| ip.to_string()).unwrap_or_default();
@@ -648,11 +649,47 @@ fn set_forwarding(req: &mut RequestHeader, ctx: &RequestCtx) -> Result<()> {
     } else if !(ctx.trusted && req.headers.contains_key(&PROTO)) {
         req.insert_header(PROTO, HTTP)?;
     }
+    // The authority the client asked for: `Host`, else the HTTP/2 `:authority` (or an
+    // absolute-form target). Its port, as sent, stays on `X-Forwarded-Host` unless it is the
+    // scheme's default, and is `X-Forwarded-Port` (the default port when none was sent).
+    let default_port = if ctx.tls { 443 } else { 80 };
+    let port = req
+        .headers
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .or(ctx.missing_host.as_deref())
+        .and_then(authority_port)
+        .unwrap_or(default_port);
     let keep_host = ctx.trusted && req.headers.contains_key(&HOST);
     if !keep_host && !ctx.host.is_empty() {
-        req.insert_header(HOST, ctx.host.as_str())?;
+        if port == default_port {
+            req.insert_header(HOST, ctx.host.as_str())?;
+        } else {
+            req.insert_header(HOST, format!("{}:{port}", ctx.host))?;
+        }
+    }
+    if !(ctx.trusted && req.headers.contains_key(&PORT)) {
+        req.insert_header(PORT, port_value(port))?;
     }
     Ok(())
+}
+
+/// The port of an authority (`host:port`, `[v6]:port`), if it names one.
+fn authority_port(authority: &str) -> Option<u16> {
+    let (host, port) = authority.rsplit_once(':')?;
+    if host.is_empty() || (host.contains(':') && !host.ends_with(']')) {
+        return None;
+    }
+    port.parse().ok()
+}
+
+/// A port as a header value; the two defaults made once.
+fn port_value(port: u16) -> HeaderValue {
+    match port {
+        80 => HeaderValue::from_static("80"),
+        443 => HeaderValue::from_static("443"),
+        p => HeaderValue::from(p),
+    }
 }
 
 /// Sends the normalised path (plus the untouched query) in origin form, with a `Host` header.
@@ -781,6 +818,17 @@ fn reason_index(reason: StripReason) -> usize {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn authority_ports() {
+        use super::authority_port;
+        assert_eq!(authority_port("app.test:8080"), Some(8080));
+        assert_eq!(authority_port("[::1]:8443"), Some(8443));
+        assert_eq!(authority_port("app.test"), None);
+        assert_eq!(authority_port("[::1]"), None);
+        assert_eq!(authority_port("::1"), None);
+        assert_eq!(authority_port("app.test:x"), None);
+    }
+
     use super::private_cache_control;
     use http::{HeaderMap, HeaderValue, header};
 

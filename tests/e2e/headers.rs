@@ -122,7 +122,7 @@ const UNTRUSTED: &[Case] = &[
         name: "forwarded headers from an untrusted peer",
         headers: SPOOFED,
         absent: &[
-            "x-forwarded-port", "x-forwarded-prefix", "x-forwarded-server", "x-forwarded-uri",
+            "x-forwarded-prefix", "x-forwarded-server", "x-forwarded-uri",
             "x-forwarded-ssl", "x-forwarded-scheme", "forwarded", "x-original-url", "x-original-uri",
             "x-original-host", "x-rewrite-url", "x-real-ip", "x-client-ip", "true-client-ip",
             "x-cluster-client-ip", "x-host", "x-http-method-override", "x-http-method",
@@ -132,6 +132,7 @@ const UNTRUSTED: &[Case] = &[
             ("x-forwarded-for", &["127.0.0.1"]),
             ("x-forwarded-proto", &["http"]),
             ("x-forwarded-host", &["app.test"]),
+            ("x-forwarded-port", &["80"]),
         ],
     },
     Case {
@@ -303,6 +304,35 @@ async fn host_header_passed_unchanged() {
         assert_eq!(
             echoed.values("host"),
             vec![host.to_string()],
+            "Host {host:?}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forwarded_host_keeps_a_non_default_port_and_forwarded_port_is_set() {
+    let backend = EchoBackend::start("app").await;
+    let gateway = Gateway::start(&config(&backend)).await;
+    let cases = [
+        ("app.test", "app.test", "80"),
+        ("APP.Test:8080", "app.test:8080", "8080"),
+        ("app.test:80", "app.test", "80"),
+        ("localhost:8080", "localhost:8080", "8080"),
+    ];
+    for (host, forwarded_host, forwarded_port) in cases {
+        let spoofed = [("X-Forwarded-Port", "1234")];
+        let response =
+            raw_request(gateway.addr(), &request("GET", "/h", Some(host), &spoofed)).await;
+        assert_eq!(response.status, 200, "Host {host:?}: {}", response.text());
+        let echoed = Echoed::parse(&response.body, host);
+        assert_eq!(
+            echoed.values_any_spelling("x-forwarded-host"),
+            vec![forwarded_host.to_string()],
+            "Host {host:?}"
+        );
+        assert_eq!(
+            echoed.values_any_spelling("x-forwarded-port"),
+            vec![forwarded_port.to_string()],
             "Host {host:?}"
         );
     }

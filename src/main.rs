@@ -149,7 +149,8 @@ fn server_conf(config: &Config) -> ServerConf {
     ServerConf {
         pid_file: s.pid_file.clone(),
         upgrade_sock: s.upgrade_sock.clone(),
-        // pingora sleeps the whole grace period after SIGTERM while connections drain.
+        // pingora sleeps the whole grace period after SIGTERM while connections drain; the
+        // `drain` service exits sooner, once no request is in flight.
         grace_period_seconds: Some(s.drain_timeout.as_secs_f64().ceil() as u64),
         graceful_shutdown_timeout_seconds: Some(1),
         // One single-threaded runtime per service: see `run` for why.
@@ -289,6 +290,7 @@ fn run(path: &Path, upgrade: bool, daemon: bool) -> ExitCode {
 
     server.add_service(admin_service);
     server.add_service(reloader);
+    server.add_service(background_service("drain", portcullis::proxy::drain::Drain));
     let tls_addrs: Vec<_> = tls_listen.iter().map(|(a, _)| *a).collect();
     tracing::info!(listen = ?listen, tls = ?tls_addrs, %admin, "portcullis starting");
     server.run_forever()

@@ -17,6 +17,7 @@ pub mod auth;
 pub mod browser;
 pub mod connections;
 pub mod ctx;
+pub mod drain;
 pub mod endpoints;
 pub mod exclusive;
 mod forward;
@@ -388,6 +389,7 @@ impl Gateway {
                 return None;
             }
         }
+        let _in_flight = drain::InFlight::begin();
         if *shutdown.borrow() {
             session.set_keepalive(None);
         }

@@ -7,7 +7,7 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 use crate::support::raw::{raw_request, request};
-use crate::support::{EchoBackend, Gateway, http_client, metric_sum, wait_until};
+use crate::support::{EchoBackend, Gateway, ServerOptions, http_client, metric_sum, wait_until};
 
 fn config(backend: &EchoBackend, with_v2: bool) -> String {
     let v2 = if with_v2 {
@@ -332,5 +332,74 @@ async fn graceful_upgrade_hands_over_every_shard_socket_without_failed_requests(
         status_of(&gateway, "/v1/x").await,
         200,
         "the new process serves"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_exits_as_soon_as_no_request_is_in_flight() {
+    let backend = EchoBackend::start("app").await;
+    let options = ServerOptions {
+        drain_timeout: Some("20s".to_string()),
+        ..ServerOptions::default()
+    };
+    // Idle: out at once, not after the 20 s drain timeout.
+    let mut idle = Gateway::start_with(options.clone(), &config(&backend, false)).await;
+    let mut kept = tokio::net::TcpStream::connect(idle.addr())
+        .await
+        .expect("connects");
+    let started = std::time::Instant::now();
+    let status = idle.terminate(Duration::from_secs(15)).await;
+    let stderr = idle.stderr();
+    let status = status
+        .unwrap_or_else(|| panic!("an idle gateway did not exit within 15 s; stderr:\n{stderr}"));
+    assert_eq!(status.code(), Some(0), "stderr:\n{stderr}");
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "an idle gateway took {:?} to exit (drain_timeout 20s)",
+        started.elapsed()
+    );
+    // The connection that never sent a request was closed.
+    let mut byte = [0u8; 1];
+    let read = tokio::time::timeout(
+        Duration::from_secs(2),
+        tokio::io::AsyncReadExt::read(&mut kept, &mut byte),
+    )
+    .await
+    .expect("the idle connection is closed");
+    assert!(matches!(read, Ok(0) | Err(_)), "{read:?}");
+
+    // Busy: the request in flight finishes, then the process exits, long before 20 s.
+    let mut busy = Gateway::start_with(options, &config(&backend, false)).await;
+    let client = busy.client().clone();
+    let url = busy.url("/v1/slow?ms=1500");
+    let in_flight = tokio::spawn(async move {
+        let status = client
+            .get(url)
+            .send()
+            .await
+            .map(|r| r.status().as_u16())
+            .map_err(|e| e.to_string());
+        (status, std::time::Instant::now())
+    });
+    let seen = backend.count();
+    wait_until(
+        "the slow request to reach the backend",
+        Duration::from_secs(10),
+        || async { backend.count() > seen },
+    )
+    .await;
+    let status = busy.terminate(Duration::from_secs(15)).await;
+    let exited = std::time::Instant::now();
+    let stderr = busy.stderr();
+    let status = status
+        .unwrap_or_else(|| panic!("a busy gateway did not exit within 15 s; stderr:\n{stderr}"));
+    assert_eq!(status.code(), Some(0), "stderr:\n{stderr}");
+    let (answer, answered) = in_flight.await.expect("the in-flight task");
+    assert_eq!(answer, Ok(200), "the request in flight; stderr:\n{stderr}");
+    assert!(answered <= exited, "the answer came before the exit");
+    assert!(
+        exited.duration_since(answered) < Duration::from_secs(3),
+        "exited {:?} after the last answer (drain_timeout 20s)",
+        exited.duration_since(answered)
     );
 }

@@ -16,7 +16,7 @@ const BIN: &str = env!("CARGO_BIN_EXE_portcullis");
 const READY_TIMEOUT: Duration = Duration::from_secs(20);
 
 /// The `server:` settings a test may choose; the rest is fixed (free ports, files in the
-/// gateway's temporary directory, `threads: 2`, `drain_timeout: 1s`).
+/// gateway's temporary directory, `threads: 2`).
 #[derive(Debug, Clone, Default)]
 pub struct ServerOptions {
     /// `server.trusted_proxies`.
@@ -31,6 +31,8 @@ pub struct ServerOptions {
     pub extra_listeners: String,
     /// More `server:` keys, as YAML lines indented by two spaces (`limits:` …).
     pub extra_server: String,
+    /// `server.drain_timeout`; `None`: `1s`.
+    pub drain_timeout: Option<String>,
 }
 
 /// A running gateway; killed (SIGTERM, then SIGKILL) when dropped.
@@ -79,9 +81,10 @@ impl Gateway {
             .collect::<Vec<_>>()
             .join(", ");
         let server_block = format!(
-            "server:\n  listen:\n    - \"{listen}\"\n{extra}  admin: \"{admin}\"\n  trusted_proxies: [{trusted}]\n  threads: 2\n  drain_timeout: 1s\n  pid_file: \"{pid}\"\n  upgrade_sock: \"{sock}\"\n{extra_server}",
+            "server:\n  listen:\n    - \"{listen}\"\n{extra}  admin: \"{admin}\"\n  trusted_proxies: [{trusted}]\n  threads: 2\n  drain_timeout: {drain}\n  pid_file: \"{pid}\"\n  upgrade_sock: \"{sock}\"\n{extra_server}",
             extra = options.extra_listeners,
             extra_server = options.extra_server,
+            drain = options.drain_timeout.as_deref().unwrap_or("1s"),
             pid = dir.path().join("portcullis.pid").display(),
             sock = dir.path().join("portcullis.sock").display(),
         );

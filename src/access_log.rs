@@ -34,6 +34,8 @@ pub struct Entry<'a> {
     pub client: Option<String>,
     /// Why the gateway answered itself, when it did.
     pub reason: Option<&'a str>,
+    /// The request id (as sent upstream and back).
+    pub request_id: Option<&'a str>,
 }
 
 static SINK: OnceLock<SyncSender<Vec<u8>>> = OnceLock::new();

@@ -45,6 +45,10 @@ pub struct ServerFile {
     /// Path prefix of the gateway's own endpoints, on every host. Defaults to `/oauth2`.
     #[serde(default)]
     pub auth_prefix: Option<String>,
+    /// The request id header: kept from a trusted proxy, else made fresh; sent upstream, in
+    /// the response, the access log and error bodies. Defaults to `X-Request-Id`.
+    #[serde(default)]
+    pub request_id_header: Option<String>,
     /// CIDRs whose `X-Forwarded-*`/`Forwarded` headers are believed. Defaults to nobody.
     #[serde(default)]
     pub trusted_proxies: Vec<String>,

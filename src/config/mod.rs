@@ -66,6 +66,8 @@ pub struct ServerConfig {
     pub public_url: Option<Url>,
     /// Prefix of the gateway's own endpoints, e.g. `/oauth2`.
     pub auth_prefix: String,
+    /// The request id header (lowercase).
+    pub request_id_header: http::HeaderName,
     /// Peers whose forwarding headers are believed.
     pub trusted_proxies: Vec<IpNet>,
     /// Proxy worker threads.

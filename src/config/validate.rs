@@ -60,6 +60,21 @@ struct Validator {
 
 const DEFAULT_AUTH_PREFIX: &str = "/oauth2";
 
+/// Headers that cannot carry the request id: framing, hop-by-hop, credentials.
+const RESERVED_REQUEST_ID_NAMES: &[&str] = &[
+    "host",
+    "content-length",
+    "transfer-encoding",
+    "connection",
+    "upgrade",
+    "te",
+    "trailer",
+    "cookie",
+    "set-cookie",
+    "authorization",
+    "proxy-authorization",
+];
+
 impl Validator {
     fn err(&mut self, path: impl Into<String>, message: impl Into<String>) {
         self.problems.push((path.into(), message.into()));
@@ -230,6 +245,26 @@ impl Validator {
                 format!("`{auth_prefix}` must be a normalised path like /oauth2, without a trailing slash"),
             );
         }
+        let request_id_header = match s.request_id_header.as_deref() {
+            None => http::HeaderName::from_static("x-request-id"),
+            Some(name) => match http::HeaderName::from_bytes(name.as_bytes()) {
+                Ok(h) if !RESERVED_REQUEST_ID_NAMES.contains(&h.as_str()) => h,
+                Ok(_) => {
+                    self.err(
+                        "server.request_id_header",
+                        format!("`{name}` is a header HTTP or the gateway already gives a meaning"),
+                    );
+                    http::HeaderName::from_static("x-request-id")
+                }
+                Err(_) => {
+                    self.err(
+                        "server.request_id_header",
+                        format!("`{name}` is not a valid header name"),
+                    );
+                    http::HeaderName::from_static("x-request-id")
+                }
+            },
+        };
         let mut trusted_proxies = Vec::new();
         for (i, cidr) in s.trusted_proxies.iter().enumerate() {
             let parsed = cidr
@@ -330,6 +365,7 @@ impl Validator {
             admin,
             public_url,
             auth_prefix,
+            request_id_header,
             trusted_proxies,
             threads,
             drain_timeout,

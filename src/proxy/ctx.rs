@@ -46,6 +46,8 @@ pub struct RequestCtx {
     pub sid: Option<String>,
     /// The request came over a TLS listener.
     pub tls: bool,
+    /// The request id (kept from a trusted proxy, or made here).
+    pub request_id: Option<http::HeaderValue>,
 }
 
 impl RequestCtx {
@@ -59,6 +61,7 @@ impl RequestCtx {
             rewritten_path: None,
             websocket: false,
             missing_host: None,
+            request_id: None,
             client_ip: None,
             trusted: false,
             target: None,

@@ -137,6 +137,28 @@ impl Gateway {
                 .extensions_mut()
                 .insert(crate::snapshot::Arrival { tls: true });
         }
+        ctx.client_ip = session
+            .client_addr()
+            .and_then(|a| a.as_inet())
+            .map(|a| a.ip());
+        ctx.trusted = ctx.client_ip.is_some_and(|ip| {
+            snap.config
+                .server
+                .trusted_proxies
+                .iter()
+                .any(|n| n.contains(&ip))
+        });
+        // The request id: a trusted proxy's, else a fresh one; upstream it goes with the head.
+        let id_header = &snap.config.server.request_id_header;
+        let id = match session.req_header().headers.get(id_header) {
+            Some(v) if ctx.trusted && respond::usable_request_id(v) => v.clone(),
+            _ => respond::fresh_request_id(),
+        };
+        session
+            .req_header_mut()
+            .insert_header(id_header.clone(), id.clone())?;
+        respond::set_request_id(id_header.clone(), id.clone());
+        ctx.request_id = Some(id);
         let limits = snap.config.server.limits;
         let req = session.req_header();
         if let Some(r) = over_limits(&limits, req, req.raw_path()) {
@@ -161,17 +183,6 @@ impl Gateway {
             ctx.refusal = Some("https_redirect");
             return redirect_to_https(session, port).await.map(|()| true);
         }
-        ctx.client_ip = session
-            .client_addr()
-            .and_then(|a| a.as_inet())
-            .map(|a| a.ip());
-        ctx.trusted = ctx.client_ip.is_some_and(|ip| {
-            snap.config
-                .server
-                .trusted_proxies
-                .iter()
-                .any(|n| n.contains(&ip))
-        });
         if let Some(name) = endpoint(&snap.config.server.auth_prefix, session.req_header()) {
             let req = session.req_header();
             if let Err(r) = host_of(req, req.raw_path()) {
@@ -331,6 +342,7 @@ impl Gateway {
             upstream: target,
             client: ctx.client_ip.map(|ip| ip.to_string()),
             reason: ctx.refusal,
+            request_id: ctx.request_id.as_ref().and_then(|v| v.to_str().ok()),
         });
     }
 }
@@ -371,7 +383,13 @@ impl Gateway {
                 tracing::debug!(error = %e, "reading a request head failed");
                 if matches!(e.etype(), InvalidHTTPHeader) {
                     session.set_keepalive(None);
-                    if let Err(e) = respond::headless(&mut session, 400).await {
+                    if let Err(e) = respond::headless(
+                        &mut session,
+                        400,
+                        &self.state.load().config.server.request_id_header,
+                    )
+                    .await
+                    {
                         tracing::debug!(error = %e, "could not answer a malformed request");
                     }
                     connections::lingering_close(session).await;
@@ -382,7 +400,13 @@ impl Gateway {
                 // Slow loris: the head did not arrive whole within `limits.header_timeout`.
                 metrics::DEADLINES.with_label_values(&["header"]).inc();
                 session.set_keepalive(None);
-                if let Err(e) = respond::headless(&mut session, 408).await {
+                if let Err(e) = respond::headless(
+                    &mut session,
+                    408,
+                    &self.state.load().config.server.request_id_header,
+                )
+                .await
+                {
                     tracing::debug!(error = %e, "could not answer a slow request head");
                 }
                 connections::lingering_close(session).await;
@@ -394,15 +418,19 @@ impl Gateway {
             session.set_keepalive(None);
         }
         let mut ctx = RequestCtx::new();
-        let outcome = self.handle(&mut session, &mut ctx).await;
-        let reuse = match &outcome {
-            Ok(reuse) => *reuse,
-            Err(e) => {
-                self.fail(&mut session, e).await;
-                false
-            }
-        };
-        self.log(&session, outcome.as_ref().err().map(|e| &**e), &ctx);
+        let reuse = respond::with_request_id(async {
+            let outcome = self.handle(&mut session, &mut ctx).await;
+            let reuse = match &outcome {
+                Ok(reuse) => *reuse,
+                Err(e) => {
+                    self.fail(&mut session, e).await;
+                    false
+                }
+            };
+            self.log(&session, outcome.as_ref().err().map(|e| &**e), &ctx);
+            reuse
+        })
+        .await;
         if !reuse {
             return None;
         }
@@ -451,6 +479,9 @@ fn upstream_request(
 /// The response head as the client gets it: the backend never sets (or clears) the gateway's
 /// own cookies; a refreshed session's cookies and the route's HSTS are added.
 fn response_filter(resp: &mut ResponseHeader, ctx: &mut RequestCtx) -> Result<()> {
+    if let (Some(snap), Some(id)) = (&ctx.snapshot, &ctx.request_id) {
+        resp.insert_header(snap.config.server.request_id_header.clone(), id.clone())?;
+    }
     if let Some(snap) = &ctx.snapshot
         && resp.headers.contains_key(header::SET_COOKIE)
     {

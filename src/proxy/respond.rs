@@ -5,10 +5,67 @@
 //! addresses or internal error text (those go to the log). Every answer is `no-store` except the
 //! assertion key set, which apps may cache for minutes.
 
+use std::cell::RefCell;
+
 use bytes::Bytes;
+use http::{HeaderName, HeaderValue};
 use pingora::http::ResponseHeader;
 use pingora::prelude::*;
 use pingora::protocols::http::ServerSession;
+
+tokio::task_local! {
+    /// The request id header and value of the request this task serves, for the answers the
+    /// gateway makes itself (set once the request's config is known).
+    static REQUEST_ID: RefCell<Option<(HeaderName, HeaderValue)>>;
+}
+
+/// Runs `serve` (one request) with a place for its request id.
+pub(crate) async fn with_request_id<F: Future>(serve: F) -> F::Output {
+    REQUEST_ID.scope(RefCell::new(None), serve).await
+}
+
+/// Records the request id of the request being served.
+pub(crate) fn set_request_id(name: HeaderName, value: HeaderValue) {
+    let _ = REQUEST_ID.try_with(|id| *id.borrow_mut() = Some((name, value)));
+}
+
+fn request_id() -> Option<(HeaderName, HeaderValue)> {
+    REQUEST_ID.try_with(|id| id.borrow().clone()).ok().flatten()
+}
+
+/// A fresh request id: 128 random bits, hex.
+pub(crate) fn fresh_request_id() -> HeaderValue {
+    let mut bytes = [0u8; 16];
+    if aws_lc_rs::rand::fill(&mut bytes).is_err() {
+        // The system's generator failed: still unique enough to correlate logs.
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos());
+        bytes = nanos.to_be_bytes();
+    }
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let mut text = [0u8; 32];
+    for (i, b) in bytes.iter().enumerate() {
+        text[2 * i] = HEX[usize::from(b >> 4)];
+        text[2 * i + 1] = HEX[usize::from(b & 0xf)];
+    }
+    HeaderValue::from_bytes(&text).unwrap_or(HeaderValue::from_static("0"))
+}
+
+/// Whether a request id from a trusted proxy is kept: 1 to 200 visible ASCII characters.
+pub(crate) fn usable_request_id(value: &HeaderValue) -> bool {
+    let b = value.as_bytes();
+    !b.is_empty() && b.len() <= 200 && b.iter().all(|c| (0x21..=0x7e).contains(c))
+}
+
+/// The JSON error body, with the request id when there is one.
+fn error_body(code: &str, message: &str, id: Option<&HeaderValue>) -> Bytes {
+    let body = match id.and_then(|v| v.to_str().ok()) {
+        Some(id) => serde_json::json!({"error": code, "message": message, "request_id": id}),
+        None => serde_json::json!({"error": code, "message": message}),
+    };
+    Bytes::from(body.to_string())
+}
 
 /// A response head of `status` with `content-type` and `content-length` for `body`, and
 /// `cache-control: no-store`.
@@ -17,6 +74,9 @@ fn head(status: u16, content_type: &str, body: &Bytes) -> Result<ResponseHeader>
     resp.insert_header("content-type", content_type)?;
     resp.insert_header("content-length", body.len().to_string())?;
     resp.insert_header("cache-control", "no-store")?;
+    if let Some((name, value)) = request_id() {
+        resp.insert_header(name, value)?;
+    }
     Ok(resp)
 }
 
@@ -33,10 +93,17 @@ pub async fn send(session: &mut ServerSession, resp: ResponseHeader, body: Bytes
 
 /// Answers a request whose head could not be read whole (400: malformed; 408: too slow):
 /// there is no request to look at.
-pub async fn headless(session: &mut ServerSession, status: u16) -> Result<()> {
+/// `id_header` carries a fresh request id (there is no request to take one from).
+pub async fn headless(
+    session: &mut ServerSession,
+    status: u16,
+    id_header: &HeaderName,
+) -> Result<()> {
     let (code, message) = failure_body(status);
-    let body = Bytes::from(serde_json::json!({"error": code, "message": message}).to_string());
-    let resp = head(status, "application/json", &body)?;
+    let id = fresh_request_id();
+    let body = error_body(code, message, Some(&id));
+    let mut resp = head(status, "application/json", &body)?;
+    resp.insert_header(id_header.clone(), id)?;
     session.write_response_header(Box::new(resp)).await?;
     session.write_response_body(body, true).await
 }
@@ -48,7 +115,8 @@ pub async fn json_error(
     code: &str,
     message: &str,
 ) -> Result<()> {
-    let body = Bytes::from(serde_json::json!({"error": code, "message": message}).to_string());
+    let id = request_id();
+    let body = error_body(code, message, id.as_ref().map(|(_, v)| v));
     let resp = head(status, "application/json", &body)?;
     send(session, resp, body).await
 }
@@ -81,9 +149,8 @@ pub async fn auth_error(
     denied: &super::auth::Denied,
     extras: Extras<'_>,
 ) -> Result<()> {
-    let body = Bytes::from(
-        serde_json::json!({"error": denied.code, "message": denied.description}).to_string(),
-    );
+    let id = request_id();
+    let body = error_body(denied.code, denied.description, id.as_ref().map(|(_, v)| v));
     let mut resp = head(denied.status, "application/json", &body)?;
     if let Some(challenge) = &denied.challenge {
         resp.insert_header("www-authenticate", challenge.as_str())?;

@@ -314,7 +314,13 @@ pub fn assert_refused(
         Some("application/json"),
         "{case}: content-type"
     );
-    let body = response.json(case);
+    let mut body = response.json(case);
+    let id = body.as_object_mut().and_then(|o| o.remove("request_id"));
+    assert_eq!(
+        id.as_ref().and_then(|v| v.as_str()),
+        response.header("x-request-id"),
+        "{case}: the body's request id is the header's"
+    );
     assert_eq!(
         body,
         json!({"error": error, "message": message}),

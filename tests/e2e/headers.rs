@@ -5,7 +5,9 @@
 
 use crate::support::echo::Echoed;
 use crate::support::raw::{raw_request, request};
-use crate::support::{EchoBackend, Gateway, ServerOptions};
+use std::time::Duration;
+
+use crate::support::{EchoBackend, Gateway, ServerOptions, wait_until};
 
 struct Case {
     name: &'static str,
@@ -335,5 +337,75 @@ async fn forwarded_host_keeps_a_non_default_port_and_forwarded_port_is_set() {
             vec![forwarded_port.to_string()],
             "Host {host:?}"
         );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn request_ids_are_made_or_kept_from_a_trusted_proxy_and_go_everywhere() {
+    let backend = EchoBackend::start("app").await;
+    for trusted in [false, true] {
+        let options = ServerOptions {
+            trusted_proxies: if trusted {
+                vec!["127.0.0.0/8".to_string()]
+            } else {
+                vec![]
+            },
+            ..ServerOptions::default()
+        };
+        let gateway = Gateway::start_with(options, &config(&backend)).await;
+        // Proxied: the same id upstream and back.
+        let sent = [("X-Request-Id", "edge-42")];
+        let response = raw_request(
+            gateway.addr(),
+            &request("GET", "/h", Some("app.test"), &sent),
+        )
+        .await;
+        assert_eq!(response.status, 200, "{}", response.text());
+        let echoed = Echoed::parse(&response.body, "request id");
+        let upstream = echoed.values_any_spelling("x-request-id");
+        let back = response.header("x-request-id").map(str::to_string);
+        assert_eq!(upstream.len(), 1, "trusted {trusted}: {upstream:?}");
+        assert_eq!(
+            back.as_deref(),
+            Some(upstream[0].as_str()),
+            "trusted {trusted}"
+        );
+        if trusted {
+            assert_eq!(upstream[0], "edge-42", "a trusted proxy's id is kept");
+        } else {
+            assert_ne!(upstream[0], "edge-42", "a client's id is replaced");
+            assert_eq!(upstream[0].len(), 32, "{upstream:?}");
+            assert!(upstream[0].bytes().all(|b| b.is_ascii_hexdigit()));
+        }
+        // A fresh id per request.
+        let again = raw_request(gateway.addr(), &request("GET", "/h", Some("app.test"), &[])).await;
+        assert_ne!(
+            again.header("x-request-id"),
+            response.header("x-request-id")
+        );
+        // The gateway's own error answers carry it, in the header and the JSON body.
+        let refused = raw_request(
+            gateway.addr(),
+            &request("GET", "/%2e%2e/x", Some("app.test"), &sent),
+        )
+        .await;
+        assert_eq!(refused.status, 400, "{}", refused.text());
+        let id = refused
+            .header("x-request-id")
+            .expect("an id on the error")
+            .to_string();
+        let body: serde_json::Value = serde_json::from_slice(&refused.body).expect("JSON");
+        assert_eq!(body["request_id"], id.as_str(), "{body}");
+        // And the access log line.
+        wait_until(
+            "the access log names the id",
+            Duration::from_secs(5),
+            || async {
+                gateway
+                    .stdout()
+                    .contains(&format!("\"request_id\":\"{id}\""))
+            },
+        )
+        .await;
     }
 }

@@ -167,7 +167,7 @@ async fn http2_prior_knowledge() {
         .expect("the backend saw the :authority request");
     assert_eq!(
         authority_host,
-        vec!["h2.test".to_string()],
+        vec![format!("h2.test:{port}")],
         "X-Forwarded-Host from :authority"
     );
 }

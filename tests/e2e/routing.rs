@@ -238,7 +238,11 @@ fn judge(
             if !content_type.starts_with("application/json") {
                 return Err(format!("404 content-type {content_type:?}"));
             }
-            let body = response.json(case.name);
+            let mut body = response.json(case.name);
+            let id = body.as_object_mut().and_then(|o| o.remove("request_id"));
+            if id.as_ref().and_then(|v| v.as_str()) != response.header("x-request-id") {
+                return Err(format!("404 request id {id:?} differs from the header's"));
+            }
             let want = json!({"error": "not_found", "message": "no route matches this request"});
             if body != want {
                 return Err(format!("404 body {body}, want {want}"));

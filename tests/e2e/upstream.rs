@@ -53,8 +53,15 @@ fn assert_json_error(
         "{case}: content-type {:?}",
         got.1
     );
-    let parsed: serde_json::Value = serde_json::from_str(&got.2)
+    let mut parsed: serde_json::Value = serde_json::from_str(&got.2)
         .unwrap_or_else(|e| panic!("{case}: body is not JSON ({e}): {}", got.2));
+    let id = parsed.as_object_mut().and_then(|o| o.remove("request_id"));
+    assert!(
+        id.as_ref()
+            .and_then(|v| v.as_str())
+            .is_some_and(|v| v.len() == 32),
+        "{case}: request id {id:?}"
+    );
     assert_eq!(parsed, body, "{case}: body");
 }
 

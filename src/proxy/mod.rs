@@ -148,17 +148,15 @@ impl Gateway {
                 .iter()
                 .any(|n| n.contains(&ip))
         });
-        // The request id: a trusted proxy's, else a fresh one; upstream it goes with the head.
+        // The request id: a trusted proxy's, else a fresh one (added to the head, for the
+        // upstream, after the limits judged what the client sent).
         let id_header = &snap.config.server.request_id_header;
         let id = match session.req_header().headers.get(id_header) {
             Some(v) if ctx.trusted && respond::usable_request_id(v) => v.clone(),
             _ => respond::fresh_request_id(),
         };
-        session
-            .req_header_mut()
-            .insert_header(id_header.clone(), id.clone())?;
         respond::set_request_id(id_header.clone(), id.clone());
-        ctx.request_id = Some(id);
+        ctx.request_id = Some(id.clone());
         let limits = snap.config.server.limits;
         let req = session.req_header();
         if let Some(r) = over_limits(&limits, req, req.raw_path()) {
@@ -172,6 +170,9 @@ impl Gateway {
             respond::json_error(session, r.status, r.code, r.message).await?;
             return Ok(true);
         }
+        session
+            .req_header_mut()
+            .insert_header(id_header.clone(), id)?;
         session.set_read_timeout(Some(limits.client_body_timeout));
         // A client that leaves the answer unread: the HTTP/1.1 connection is closed, the
         // HTTP/2 stream reset (its flow-control wait is bounded the same way).

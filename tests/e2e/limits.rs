@@ -70,6 +70,15 @@ async fn requests_over_the_limits_are_refused_before_the_backend() {
     )
     .await;
     assert_eq!(ok.status, 200);
+    // Exactly at max_headers (Host and 19 more): the request id the gateway adds for the
+    // upstream does not count against what the client sent.
+    let at_limit: Vec<(&str, &str)> = (0..19).map(|_| ("X-Many", "1")).collect();
+    let ok = raw_request(
+        gateway.addr(),
+        &request("GET", "/fine", Some("app.test"), &at_limit),
+    )
+    .await;
+    assert_eq!(ok.status, 200, "{}", ok.text());
     let metrics = gateway.metrics().await;
     for reason in [
         "uri_too_long",

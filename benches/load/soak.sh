@@ -4,19 +4,11 @@
 #
 # Starts, on 127.0.0.1 only and under a private temp dir (removed on exit):
 #   - two backends (Debian's nginx, one process each, soak.backend.nginx.conf.tmpl) behind one
-#     upstream of two targets; each also serves /public/big.bin, a 16 MiB file in the temp dir
-#     (the attack phase's large object),
+#     upstream of two targets,
 #   - the test OpenID Provider (tests/idp/server.mjs, soak.idp.json.tmpl) on a fixed port,
 #   - a release build of Portcullis (`cargo build --release --bin portcullis`, or PORTCULLIS_BIN)
 #     with soak.portcullis.yaml.tmpl: routes /public (public), /bearer (bearer, provider idp),
-#     /session (cookie session, provider idp) and /reload-a|b (moved by every reload); h2c on
-#     (HTTP/2 with prior knowledge next to HTTP/1.1 on the plain listener) and the client
-#     deadlines shortened to limits.idle_timeout 10s, header_timeout 5s, write_timeout 5s
-#     (defaults 60s, 10s, 60s): the attack window lasts 20 s, and with the defaults not one
-#     silent socket or stalled HTTP/2 reader would be cut within it; with these, a silent socket
-#     is cut after 10 s, a slow loris head after 5 s (408), a stalled stream is reset after 5 s
-#     and its connection, left without streams, closed 10 s later. The wrk traffic, the probes and
-#     the curl loops never wait that long.
+#     /session (cookie session, provider idp) and /reload-a|b (moved by every reload).
 # Bearer tokens are minted per run by mint.mjs with the provider's own test keys (issuer = the
 # test provider); the session cookie comes from a real sign-in (session_cookie.py). The session
 # secret and the client secret are random per run.
@@ -35,17 +27,6 @@
 #                            keys (also while the provider is down); 2xx required.
 #   oversized                one burst (see the schedule): a 40 KB header, 120 headers, a 20 KB
 #                            cookie (431 expected each) and a 10 KB target (414 expected).
-#   probe                    (SOAK_ATTACK=1) attack.py probe, in the quiet window and again in the
-#                            attack window: sequential GET /public/soak on one kept-alive
-#                            HTTP/1.1 connection, 10 ms apart, each timed; every answer must be
-#                            200 (a failure is an unexpected error).
-#   attack                   (SOAK_ATTACK=1) attack.py attack, in the attack window only, next to
-#                            all the traffic above: SOAK_ATTACK_SILENT silent TCP connections,
-#                            SOAK_ATTACK_SLOWLORIS slow loris heads (a byte a second),
-#                            SOAK_ATTACK_H2 stalled HTTP/2 readers (h2c, SOAK_ATTACK_H2_STREAMS
-#                            streams each, GET /public/big.bin, then a zero stream window or an
-#                            unread socket), SOAK_ATTACK_FLOOD WINDOW_UPDATE floods; each
-#                            connection the gateway closes is opened again at once.
 # Faults, at fractions of SOAK_SECONDS (T; figures for the default 180 s):
 #   every SOAK_RELOAD_EVERY s (15)  SIGHUP with the config re-rendered (route reload-a <-> reload-b);
 #                                   the probe then requires the new path 200 and the old one 404
@@ -54,12 +35,7 @@
 #   T/2 (90 s), for 20 s            the OpenID Provider stopped (SIGTERM), then restarted on its port:
 #                                   cached keys and cookie sessions must keep working
 #   13T/18 (130 s)                  the oversized burst
-#   T/9 (20 s), for T/9 (20 s)      the quiet probe window (SOAK_ATTACK=1): no fault, one reload
-#   4T/5 (144 s), for T/9 (20 s)    the attack window (SOAK_ATTACK=1): the probe and the attackers;
-#                                   no other fault, one reload (as in the quiet window); the
-#                                   gateway's counters are read just before and 2 s after it
-# (the 20 s outages are shortened to T/9 for runs under 180 s; the probe windows are T/9 always,
-# so under 180 s they are shorter than some deadlines and fewer cuts are required, see below).
+# (the 20 s outages are shortened to T/9 for runs under 180 s).
 #
 # Classification (per second: wrk counts answers by second and status, the curl loops log each):
 #   injected    a 502/503/504 on a healthy route within the backend-kill window (from 1 s before the
@@ -77,28 +53,9 @@
 # absolute terms: more than 32 (SOAK_FD_MAX_GROWTH) gained fails (idle upstream connections
 # that outlive a reload's config would show here).
 #
-# Attack phase (SOAK_ATTACK=1). The gate on latency: the probe's p99 in the attack window must
-# be at most 2x the quiet window's, with the quiet p99 floored at SOAK_P99_FLOOR_MS (2 ms):
-#   attack p99 <= 2 * max(quiet p99, SOAK_P99_FLOOR_MS)
-# (a quiet p99 near 1 ms on two shared cores moves by a millisecond with the scheduler alone;
-# both figures and the floor are printed). The attack must also have been refused, or the
-# phase proves nothing: between the counters read before and after the window,
-# portcullis_http2_flood_closes_total must grow (with SOAK_ATTACK_FLOOD > 0),
-# portcullis_deadline_closes_total{kind="header"} (slow loris, 408) and {kind="idle"} (silent
-# sockets) must grow, and {kind="write"} (stalled streams reset) too — each only when that
-# attacker runs and the window is longer than its deadline plus 1 s.
-# "RSS stays flat": the RSS and descriptor gates above take their end median over the last 30 s,
-# which covers the attack window's last 15 s (144-164 s for 180 s: the samples 150, 155, 160
-# of 150..180) and the 15 s after it, so they check what the attack left behind; during the
-# attack, the median RSS of the samples inside the window must also stay within
-# SOAK_RSS_MAX_GROWTH_PCT of the same base median (the T/3 one). Descriptors inside the window
-# are printed, not gated: every attacking connection holds one by design.
-#
-# Exit status: 0 when there are no unexpected errors, RSS and descriptors did not grow past the
-# limits and (SOAK_ATTACK=1) the attack was refused within the latency gate; 1 otherwise (and on
-# any set-up failure). Other load on the machine shows up as latency (and, past wrk's 5 s
-# timeout, as connection errors); the attackers and the probe run on the same machine as the
-# gateway and take CPU from it.
+# Exit status: 0 when there are no unexpected errors and RSS and descriptors did not grow past the limits, 1
+# otherwise (and on any set-up failure). Other load on the machine shows up as latency (and,
+# past wrk's 5 s timeout, as connection errors).
 #
 # Usage: benches/load/soak.sh
 #
@@ -112,13 +69,6 @@
 #   SOAK_RSS_MAX_GROWTH_PCT  RSS growth allowed over the last two thirds [10]
 #   SOAK_FD_MAX_GROWTH       open descriptors the gateway may gain over the last two thirds
 #                            (same medians as RSS) [32]
-#   SOAK_ATTACK              1: the quiet and attack probe windows and the attack; 0: neither [1]
-#   SOAK_ATTACK_SILENT       silent TCP connections [64]
-#   SOAK_ATTACK_SLOWLORIS    slow loris connections [64]
-#   SOAK_ATTACK_H2           stalled HTTP/2 reader connections, half zero-window, half unread [4]
-#   SOAK_ATTACK_H2_STREAMS   streams each stalled reader opens (the gateway allows 100) [50]
-#   SOAK_ATTACK_FLOOD        WINDOW_UPDATE flood connections [2]
-#   SOAK_P99_FLOOR_MS        floor of the quiet p99 in the latency gate, ms [2]
 #   WORKERS                  Portcullis threads [2]
 #   ACCESS_LOG               Portcullis access log, stdout (discarded) or off [stdout]
 #   PORTCULLIS_BIN           use this binary instead of `cargo build --release --bin portcullis`
@@ -139,22 +89,11 @@ SOAK_FRESH_MINTS="${SOAK_FRESH_MINTS:-10}"
 SOAK_SAMPLE_EVERY="${SOAK_SAMPLE_EVERY:-5}"
 SOAK_RSS_MAX_GROWTH_PCT="${SOAK_RSS_MAX_GROWTH_PCT:-10}"
 SOAK_FD_MAX_GROWTH="${SOAK_FD_MAX_GROWTH:-32}"
-SOAK_ATTACK="${SOAK_ATTACK:-1}"
-SOAK_ATTACK_SILENT="${SOAK_ATTACK_SILENT:-64}"
-SOAK_ATTACK_SLOWLORIS="${SOAK_ATTACK_SLOWLORIS:-64}"
-SOAK_ATTACK_H2="${SOAK_ATTACK_H2:-4}"
-SOAK_ATTACK_H2_STREAMS="${SOAK_ATTACK_H2_STREAMS:-50}"
-SOAK_ATTACK_FLOOD="${SOAK_ATTACK_FLOOD:-2}"
-SOAK_P99_FLOOR_MS="${SOAK_P99_FLOOR_MS:-2}"
 WORKERS="${WORKERS:-2}"
 ACCESS_LOG="${ACCESS_LOG:-stdout}"
 KEEP_TMP="${KEEP_TMP:-0}"
 
 BEARER_AUDIENCE="urn:portcullis:soak"
-# Client deadlines of the soak's gateway (seconds; see the header).
-IDLE_TIMEOUT=10
-HEADER_TIMEOUT=5
-WRITE_TIMEOUT=5
 
 log() { printf '[soak %s] %s\n' "$(date +%T)" "$*" >&2; }
 die() { printf '[soak] error: %s\n' "$*" >&2; exit 1; }
@@ -171,13 +110,6 @@ for v in SOAK_SECONDS SOAK_CONNECTIONS SOAK_DELAY_MS SOAK_RELOAD_EVERY SOAK_FRES
     is_uint "${!v}" || die "$v must be a positive integer, got '${!v}'"
 done
 ((SOAK_SECONDS >= 60)) || die "SOAK_SECONDS must be at least 60"
-[[ "$SOAK_ATTACK" == 0 || "$SOAK_ATTACK" == 1 ]] || die "SOAK_ATTACK must be 0 or 1, got '$SOAK_ATTACK'"
-for v in SOAK_ATTACK_SILENT SOAK_ATTACK_SLOWLORIS SOAK_ATTACK_H2 SOAK_ATTACK_FLOOD; do
-    [[ "${!v}" =~ ^[0-9]+$ ]] || die "$v must be a non-negative integer, got '${!v}'"
-done
-is_uint "$SOAK_ATTACK_H2_STREAMS" && ((SOAK_ATTACK_H2_STREAMS <= 100)) ||
-    die "SOAK_ATTACK_H2_STREAMS must be 1..100, got '$SOAK_ATTACK_H2_STREAMS'"
-is_uint "$SOAK_P99_FLOOR_MS" || die "SOAK_P99_FLOOR_MS must be a positive integer, got '$SOAK_P99_FLOOR_MS'"
 [[ "$ACCESS_LOG" == stdout || "$ACCESS_LOG" == off ]] || die "ACCESS_LOG must be stdout or off"
 
 for c in wrk curl node python3 awk; do
@@ -262,7 +194,7 @@ render() {
     text="$(<"$1")"
     for key in TMP WORKERS ACCESS_LOG BACKEND_NAME BACKEND_PORT BACKEND1_PORT BACKEND2_PORT \
         GATEWAY_PORT ADMIN_PORT IDP_PORT IDP_ISSUER IDP_KEYS TOKEN_TTL SESSION_TTL SESSION_SECRET \
-        CLIENT_SECRET RELOAD_TAG IDLE_TIMEOUT HEADER_TIMEOUT WRITE_TIMEOUT; do
+        CLIENT_SECRET RELOAD_TAG; do
         text="${text//@"$key"@/"${!key:-}"}"
     done
     [[ "$text" != *@[A-Z_0-9]*@* ]] ||
@@ -380,9 +312,6 @@ free_port BACKEND2_PORT
 BACKEND_PORTS[b1]="$BACKEND1_PORT"
 BACKEND_PORTS[b2]="$BACKEND2_PORT"
 
-# The large object of the stalled HTTP/2 readers, served by both backends.
-mkdir -p "$TMP/static/public"
-head -c $((16 * 1024 * 1024)) /dev/zero >"$TMP/static/public/big.bin"
 start_backend b1 || die "backend b1 failed to start"
 start_backend b2 || die "backend b2 failed to start"
 log "backends on 127.0.0.1:$BACKEND1_PORT (b1) and 127.0.0.1:$BACKEND2_PORT (b2)"

@@ -359,6 +359,17 @@ impl Gateway {
         self.h2c
     }
 
+    /// Answers a head that could not be read (400 malformed, 408 too slow) and closes the
+    /// connection without losing the answer.
+    async fn refuse_head(&self, mut session: ServerSession, status: u16) {
+        session.set_keepalive(None);
+        let id_header = &self.state.load().config.server.request_id_header;
+        if let Err(e) = respond::headless(&mut session, status, id_header).await {
+            tracing::debug!(error = %e, status, "could not answer an unreadable request head");
+        }
+        connections::lingering_close(session).await;
+    }
+
     /// Serves one request of `session` (HTTP/1.1, or an HTTP/2 stream): the connection, when
     /// it may carry another request, with any pipelined bytes already read.
     pub(crate) async fn serve(
@@ -383,34 +394,14 @@ impl Gateway {
             Ok(Err(e)) => {
                 tracing::debug!(error = %e, "reading a request head failed");
                 if matches!(e.etype(), InvalidHTTPHeader) {
-                    session.set_keepalive(None);
-                    if let Err(e) = respond::headless(
-                        &mut session,
-                        400,
-                        &self.state.load().config.server.request_id_header,
-                    )
-                    .await
-                    {
-                        tracing::debug!(error = %e, "could not answer a malformed request");
-                    }
-                    connections::lingering_close(session).await;
+                    self.refuse_head(session, 400).await;
                 }
                 return None;
             }
             Err(_) => {
                 // Slow loris: the head did not arrive whole within `limits.header_timeout`.
                 metrics::DEADLINES.with_label_values(&["header"]).inc();
-                session.set_keepalive(None);
-                if let Err(e) = respond::headless(
-                    &mut session,
-                    408,
-                    &self.state.load().config.server.request_id_header,
-                )
-                .await
-                {
-                    tracing::debug!(error = %e, "could not answer a slow request head");
-                }
-                connections::lingering_close(session).await;
+                self.refuse_head(session, 408).await;
                 return None;
             }
         }

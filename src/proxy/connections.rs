@@ -102,7 +102,9 @@ impl Connections {
             session.set_pipelined_prefix(prefix);
             let keepalive = (!*shutdown.borrow()).then_some(limits.idle_timeout.as_secs().max(1));
             session.set_keepalive(keepalive);
-            let Some(reusable) = self.gateway.serve(session, shutdown).await else {
+            // Boxed: an idle connection then holds only this loop's small state, not the
+            // space of a request in progress (~20 KB).
+            let Some(reusable) = Box::pin(self.gateway.serve(session, shutdown)).await else {
                 return;
             };
             let (next, pipelined) = reusable.into_parts();
@@ -172,7 +174,8 @@ impl ServerApp for Connections {
             let Ok(l4) = stream.into_any().downcast::<L4Stream>() else {
                 return None;
             };
-            stream = match tokio::time::timeout(limit, acceptor.tls_handshake(*l4)).await {
+            let handshake = Box::pin(acceptor.tls_handshake(*l4));
+            stream = match tokio::time::timeout(limit, handshake).await {
                 Ok(Ok(tls)) => Box::new(tls),
                 Ok(Err(e)) => {
                     tracing::debug!(error = %e, "TLS handshake failed");
@@ -185,7 +188,7 @@ impl ServerApp for Connections {
             };
         }
         if matches!(stream.selected_alpn_proto(), Some(ALPN::H2)) {
-            super::http2::serve(&self.gateway, stream, shutdown).await;
+            Box::pin(super::http2::serve(&self.gateway, stream, shutdown)).await;
             return None;
         }
         if self.gateway.h2c() && stream.get_ssl_digest().is_none() {
@@ -214,7 +217,7 @@ impl ServerApp for Connections {
                     }
                 }
                 if head == H2_PREFACE {
-                    super::http2::serve(&self.gateway, stream, shutdown).await;
+                    Box::pin(super::http2::serve(&self.gateway, stream, shutdown)).await;
                     return None;
                 }
             }

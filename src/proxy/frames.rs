@@ -5,11 +5,13 @@
 //!
 //! - **Frames that carry no request are rate-limited** (CVE-2019-9512/9513/9515/9518 class:
 //!   PING, SETTINGS, PRIORITY, WINDOW_UPDATE, RST_STREAM, empty DATA/HEADERS/CONTINUATION,
-//!   unknown types). Each costs a token from a per-connection bucket ([`BURST`] tokens,
-//!   [`REFILL_PER_SEC`] back per second); real work earns tokens too — [`PER_REQUEST`] for each
-//!   request head received and [`PER_DATA_SENT`] for each DATA frame sent (the client's
-//!   WINDOW_UPDATEs answer those). A connection out of tokens gets `GOAWAY ENHANCE_YOUR_CALM`
-//!   and is closed (`portcullis_http2_flood_closes_total`).
+//!   unknown types). Each costs a token from a per-connection bucket: a new connection has
+//!   [`INITIAL`] (browsers send a handful of such frames when they connect), which grow with
+//!   the connection's life ([`REFILL_PER_SEC`] back per second) and real work — [`PER_REQUEST`]
+//!   for each request head received and [`PER_DATA_SENT`] for each DATA frame sent (the
+//!   client's WINDOW_UPDATEs answer those) — up to [`BURST`]. A connection out of tokens gets
+//!   `GOAWAY ENHANCE_YOUR_CALM` and is closed (`portcullis_http2_flood_closes_total`). A
+//!   flooder that reconnects at once thus costs a small, fixed amount of work per connection.
 //! - **No connection monopolises its shard's thread**: after [`YIELD_BYTES`] read without the
 //!   socket ever running dry, the read returns `Pending` once (waking itself at once), so the
 //!   other connections' tasks run in between.
@@ -31,7 +33,10 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
 use crate::metrics;
 
-/// Tokens a connection starts with, and the most it can bank.
+/// Tokens a connection starts with: what a flooder gets through before the GOAWAY. A quarter of
+/// [`BURST`]: the h2 codec's work per frame was half of what a reconnecting flooder cost.
+pub(super) const INITIAL: i64 = 256;
+/// The most tokens a connection can bank.
 pub(super) const BURST: i64 = 1024;
 /// Tokens given back per second of the connection's life.
 pub(super) const REFILL_PER_SEC: i64 = 128;
@@ -132,7 +137,7 @@ struct Bucket {
 impl Bucket {
     fn new() -> Self {
         Self {
-            tokens: BURST,
+            tokens: INITIAL,
             refilled: Instant::now(),
         }
     }
@@ -429,10 +434,13 @@ mod tests {
         let mut b = Bucket::new();
         // No time-based refill during the test, however slow the machine.
         b.refilled = Instant::now() + std::time::Duration::from_secs(3600);
-        for _ in 0..BURST {
+        for _ in 0..INITIAL {
             assert!(b.spend());
         }
-        assert!(!b.spend(), "a burst past the bucket is refused");
+        assert!(
+            !b.spend(),
+            "a burst past a new connection's tokens is refused"
+        );
         b.earn(PER_REQUEST);
         // The refused frame's debt is paid first.
         for _ in 0..PER_REQUEST - 1 {

@@ -190,7 +190,7 @@ async fn stalled_http2_readers_pin_bounded_memory_and_are_reset_after_the_write_
         eprintln!("wide {wide}: 500 stalled streams grew the gateway by {grown} KiB");
         // 500 stalled streams: on the previous core ~230 MiB (windows closed) and ~500 MiB
         // (windows open, socket unread). Now a stream holds at most one upstream chunk
-        // (64 KiB), 16 KiB queued in the codec and its upstream connection's read buffer
+        // (64 KiB), 16 KiB queued in the codec and its upstream answer's body buffer
         // (pingora's 64 KiB): about 40-100 MiB here.
         assert!(
             grown < 128 * 1024,
@@ -299,7 +299,7 @@ async fn control_frame_floods_get_goaway_enhance_your_calm() {
         let mut stream = TcpStream::connect(gateway.addr()).await.expect("connects");
         let mut flood = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".to_vec();
         flood.extend(frame(0x4, 0, 0, &[]));
-        // 20,000 frames at once: far past the 1,024 a connection may bank.
+        // 20,000 frames at once: far past the 1,024 a connection may ever bank.
         for _ in 0..20_000 {
             flood.extend_from_slice(one);
         }

@@ -4,17 +4,25 @@
 #     `yamllint` is on PATH (pip install yamllint);
 #   - `kubectl kustomize deploy/kubernetes` renders, and its output parses, when kubectl exists;
 #   - the Grafana dashboard parses, its panels do not overlap, and every PromQL expression names
-#     only metrics (and labels) the gateway exports;
+#     only metrics (and labels) the gateway exports (metrics_catalogue.py reads src/metrics.rs);
+#   - the Prometheus alert rules name only real metrics, and, when `promtool` exists (Debian's
+#     prometheus package), pass `promtool check rules` and their unit tests (`promtool test
+#     rules`); promtool also parses every dashboard expression;
+#   - the Helm chart's values.schema.json covers values.yaml and validates it (python jsonschema);
+#     `helm lint` and `helm template` when helm exists;
 #   - `systemd-analyze verify` on the unit, with the binary path pointed at a stand-in;
 #   - `portcullis check` on the config in the ConfigMap and in the chart's values, when
-#     PORTCULLIS_BIN names a built binary (e.g. PORTCULLIS_BIN=target/debug/portcullis).
-# Not checked here: docker build, helm lint/template, kubectl apply against a cluster.
+#     PORTCULLIS_BIN names a built binary (e.g. PORTCULLIS_BIN=target/debug/portcullis); with it,
+#     a gateway started on loopback serves build_info, process_* and a configured provider's key
+#     series at 0 on /metrics, which `promtool check metrics` lints.
+# Not checked here: docker build, kubectl apply against a cluster.
 set -euo pipefail
 cd "$(dirname "$0")"
 failed=0
 fail() { echo "FAIL: $*"; failed=1; }
 scratch="$(mktemp -d)"
-trap 'rm -rf "$scratch"' EXIT
+gateway=""
+trap '[ -n "$gateway" ] && kill "$gateway" 2>/dev/null; rm -rf "$scratch"' EXIT
 
 if command -v yamllint >/dev/null 2>&1; then
   yamllint -s -c .yamllint.yaml . && echo "ok: yamllint" || fail "yamllint"
@@ -44,62 +52,16 @@ else
   echo "skip: kubectl not installed"
 fi
 
-python3 - grafana/portcullis-dashboard.json <<'PY' && echo "ok: grafana dashboard" || fail "grafana dashboard"
-import json, re, sys
+python3 - grafana/portcullis-dashboard.json <<'PY' && echo "ok: grafana dashboard layout" || fail "grafana dashboard layout"
+import json, sys
 d = json.load(open(sys.argv[1]))
-# Every metric the dashboard may use, with its labels (beside Prometheus' own instance/job).
-METRICS = {
-    "portcullis_requests_total": {"route", "method", "status_class"},
-    "portcullis_request_duration_seconds_bucket": {"route", "le"},
-    "portcullis_upstream_errors_total": {"upstream", "kind"},
-    "portcullis_open_connections": set(),
-    "portcullis_config_reloads_total": {"result"},
-    "portcullis_stripped_headers_total": {"reason"},
-    "portcullis_refused_requests_total": {"route", "reason"},
-    "portcullis_auth_decisions_total": {"route", "result", "reason"},
-    "portcullis_token_cache_total": {"result"},
-    "portcullis_jwks_keys": {"provider"},
-    "portcullis_jwks_state": {"provider"},
-    "portcullis_jwks_last_success_timestamp_seconds": {"provider"},
-    "portcullis_sign_ins_total": {"provider", "result"},
-    "portcullis_session_refreshes_total": {"provider", "result"},
-    "portcullis_session_store_up": set(),
-    "portcullis_session_store_latency_seconds_bucket": {"op", "le"},
-    "portcullis_session_store_errors_total": {"op", "kind"},
-}
-COMMON = {"instance", "job"}
 assert d.get("schemaVersion", 0) >= 36, "schemaVersion"
 assert any(i.get("name") == "DS_PROMETHEUS" for i in d.get("__inputs", [])), "DS_PROMETHEUS input"
-exprs = []
-for v in d["templating"]["list"]:
-    q = v.get("query")
-    if isinstance(q, dict):
-        exprs.append((f"variable {v['name']}", q["query"]))
+errors = []
 panels = [p for p in d["panels"] if p["type"] != "row"]
 for p in panels:
     assert p["datasource"]["uid"] == "${DS_PROMETHEUS}", p["title"]
     assert p.get("targets"), p["title"]
-    for t in p["targets"]:
-        exprs.append((p["title"], t["expr"]))
-errors = []
-used = set()
-for where, e in exprs:
-    names = set(re.findall(r"\bportcullis_[a-z0-9_]+", e))
-    if not names:
-        errors.append(f"{where}: no portcullis metric in {e!r}")
-    for n in names - METRICS.keys():
-        errors.append(f"{where}: unknown metric {n}")
-    used |= names
-    known = [n for n in names if n in METRICS]
-    allowed = set().union(*(METRICS[n] for n in known)) | COMMON if known else COMMON
-    for sel in re.findall(r"portcullis_[a-z0-9_]+\{([^}]*)\}", e):
-        for lbl in re.findall(r"([a-z_]+)\s*(?:=~|!~|!=|=)", sel):
-            if lbl not in allowed:
-                errors.append(f"{where}: label {lbl} not on {known}")
-    for grp in re.findall(r"\bby\s*\(([^)]*)\)", e):
-        for lbl in (x.strip() for x in grp.split(",")):
-            if lbl and lbl not in allowed:
-                errors.append(f"{where}: grouping label {lbl} not on {known}")
 # Panels must not overlap on the 24-column grid.
 cells = {}
 for p in d["panels"]:
@@ -115,10 +77,111 @@ if len(ids) != len(set(ids)):
     errors.append("duplicate panel ids")
 for e in dict.fromkeys(errors):
     print("  " + e)
-print(f"  {len(panels)} panels, {len(exprs)} expressions, {len(used)} metrics used;"
-      f" not used: {sorted(METRICS.keys() - used) or 'none'}")
+print(f"  {len(panels)} panels")
 sys.exit(1 if errors else 0)
 PY
+
+# Every PromQL expression of the dashboard and of the alert rules names only metrics (and labels)
+# that src/metrics.rs defines (plus the process_* collector and Prometheus' `up`).
+python3 metrics_catalogue.py dashboard grafana/portcullis-dashboard.json "$scratch/dashboard-rules.json" \
+  && echo "ok: dashboard expressions name real metrics" || fail "dashboard expressions"
+python3 metrics_catalogue.py rules prometheus/portcullis-alerts.yaml \
+  && echo "ok: alert rules name real metrics" || fail "alert rule metrics"
+
+# promtool (Debian's prometheus package; tests/setup.sh installs it) parses the alert rules, runs
+# their unit tests, and parses every dashboard expression (written above as recording rules).
+if command -v promtool >/dev/null 2>&1; then
+  promtool check rules prometheus/portcullis-alerts.yaml && echo "ok: promtool check rules" \
+    || fail "promtool check rules"
+  (cd prometheus && promtool test rules portcullis-alerts.test.yaml) && echo "ok: promtool test rules" \
+    || fail "promtool test rules"
+  if [ -s "$scratch/dashboard-rules.json" ]; then
+    promtool check rules "$scratch/dashboard-rules.json" >/dev/null \
+      && echo "ok: promtool parses every dashboard expression" || fail "dashboard PromQL"
+  fi
+else
+  echo "skip: promtool not installed (apt-get install prometheus)"
+fi
+
+# The chart's values.schema.json: draft-07, describes every key of values.yaml (no key without
+# a schema), accepts the defaults and refuses wrong types; every .Values path the templates use
+# is in the schema. helm lint/template use the same schema, where Helm is installed.
+python3 - helm/portcullis <<'PY' && echo "ok: helm values.schema.json" || fail "helm values.schema.json"
+import json, re, sys, yaml
+from pathlib import Path
+chart = Path(sys.argv[1])
+schema = json.load(open(chart / "values.schema.json"))
+values = yaml.safe_load(open(chart / "values.yaml"))
+errors = []
+def walk(value, node, path):
+    """Every key of values.yaml has a schema node (except under free-form objects)."""
+    if isinstance(value, dict) and node.get("additionalProperties", True) is False:
+        for key, sub in value.items():
+            child = node.get("properties", {}).get(key)
+            if child is None:
+                errors.append(f"values.yaml key {path}{key} is not in values.schema.json")
+            else:
+                walk(sub, child, f"{path}{key}.")
+def schema_has(path):
+    node = schema
+    for key in path:
+        props = node.get("properties", {})
+        if key in props:
+            node = props[key]
+        elif node.get("additionalProperties", True) is not False:
+            return True
+        else:
+            return False
+    return True
+walk(values, schema, "")
+for tpl in sorted((chart / "templates").glob("*")):
+    for ref in sorted(set(re.findall(r"\.Values((?:\.[A-Za-z_][A-Za-z0-9_]*)+)", tpl.read_text()))):
+        if not schema_has(ref.strip(".").split(".")):
+            errors.append(f"{tpl.name}: .Values{ref} is not in values.schema.json")
+try:
+    import jsonschema
+except ImportError:
+    print("  jsonschema (python) not installed: the values were not validated against the schema")
+else:
+    jsonschema.Draft7Validator.check_schema(schema)
+    v = jsonschema.Draft7Validator(schema)
+    for e in v.iter_errors(values):
+        errors.append(f"values.yaml: {'.'.join(map(str, e.path))}: {e.message}")
+    # Values the schema must refuse.
+    bad = [
+        ("metrics", {"serviceMonitor": {"enabled": "yes"}}),
+        ("metrics", {"serviceMonitor": {"enabled": True, "interval": "soon"}}),
+        ("replicaCount", -1),
+        ("ports", {"http": 70000, "admin": 9090}),
+        ("service", {"type": "Public", "port": 80}),
+        ("image", {"repository": "portcullis", "tag": "", "pullPolicy": "Sometimes"}),
+        ("unknownKey", True),
+    ]
+    for key, value in bad:
+        if v.is_valid({**values, key: value}):
+            errors.append(f"the schema accepts {key}: {value!r}")
+    ok = {**values, "metrics": {**values["metrics"], "serviceMonitor": {
+        **values["metrics"]["serviceMonitor"], "enabled": True, "interval": "15s",
+        "labels": {"release": "kube-prometheus-stack"}}}}
+    for e in v.iter_errors(ok):
+        errors.append(f"a valid ServiceMonitor setting refused: {e.message}")
+for e in errors:
+    print("  " + e)
+sys.exit(1 if errors else 0)
+PY
+
+if command -v helm >/dev/null 2>&1; then
+  helm lint helm/portcullis && echo "ok: helm lint" || fail "helm lint"
+  if helm template portcullis helm/portcullis --set metrics.serviceMonitor.enabled=true \
+      >"$scratch/chart.yaml"; then
+    grep -q '^kind: ServiceMonitor' "$scratch/chart.yaml" && echo "ok: helm template (ServiceMonitor)" \
+      || fail "helm template renders no ServiceMonitor"
+  else
+    fail "helm template"
+  fi
+else
+  echo "skip: helm not installed (helm lint, helm template)"
+fi
 
 if command -v systemd-analyze >/dev/null 2>&1; then
   # The unit names /usr/local/bin/portcullis and /etc/portcullis/env, absent on a build machine:
@@ -147,8 +210,57 @@ PY
     PORTCULLIS_SESSION_SECRET="$(head -c 32 /dev/urandom | base64)" CORP_CLIENT_SECRET=example \
       REDIS_PASSWORD=example "$PORTCULLIS_BIN" check --config "$f" || fail "portcullis check $f"
   done
+  # The real exposition: a gateway with a provider that cannot be reached yet serves
+  # build_info, process_* and the provider's key series at 0 from start-up, and promtool's
+  # linter accepts its /metrics.
+  read -r port admin < <(python3 -c 'import socket
+s = [socket.socket() for _ in range(2)]
+for x in s: x.bind(("127.0.0.1", 0))
+print(*(x.getsockname()[1] for x in s))')
+  cat >"$scratch/metrics.yaml" <<YAML
+server:
+  listen: ["127.0.0.1:$port"]
+  admin: "127.0.0.1:$admin"
+  pid_file: "$scratch/portcullis.pid"
+  upgrade_sock: "$scratch/portcullis.sock"
+upstreams:
+  app: {targets: ["127.0.0.1:9"]}
+providers:
+  nowhere: {issuer: "http://127.0.0.1:9", audiences: [api]}
+routes:
+  - {name: app, upstream: app, auth: public}
+YAML
+  "$PORTCULLIS_BIN" run --config "$scratch/metrics.yaml" >"$scratch/run.log" 2>&1 &
+  gateway=$!
+  for _ in $(seq 100); do
+    curl -fsS "http://127.0.0.1:$admin/metrics" >"$scratch/metrics.txt" 2>/dev/null && break
+    sleep 0.1
+  done
+  kill "$gateway" 2>/dev/null || true
+  wait "$gateway" 2>/dev/null || true
+  gateway=""
+  if python3 - "$scratch/metrics.txt" <<'PY'
+import re, sys
+text = open(sys.argv[1]).read()
+need = [r'portcullis_build_info\{commit="[^"]+",version="[^"]+"\} 1',
+        r'portcullis_jwks_keys\{provider="nowhere"\} 0', r'portcullis_jwks_state\{provider="nowhere"\} 0',
+        r'process_resident_memory_bytes \d', r'process_open_fds \d', r'process_start_time_seconds \d']
+missing = [n for n in need if not re.search(n, text)]
+for n in missing:
+    print(f"  /metrics lacks {n}")
+sys.exit(1 if missing else 0)
+PY
+  then
+    echo "ok: /metrics has build_info, process_* and the provider's key series at 0"
+  else
+    fail "/metrics of a fresh gateway (log: $(tail -3 "$scratch/run.log"))"
+  fi
+  if command -v promtool >/dev/null 2>&1; then
+    promtool check metrics <"$scratch/metrics.txt" && echo "ok: promtool check metrics" \
+      || fail "promtool check metrics"
+  fi
 else
-  echo "skip: portcullis check (set PORTCULLIS_BIN to a built binary)"
+  echo "skip: portcullis check and /metrics (set PORTCULLIS_BIN to a built binary)"
 fi
 
 if [ "$failed" -ne 0 ]; then

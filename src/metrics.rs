@@ -280,8 +280,66 @@ pub static CONNECTIONS_REFUSED: LazyLock<IntCounter> = LazyLock::new(|| {
     )
 });
 
+/// The build: always 1, labelled with the crate version and the commit it was built from
+/// (`PORTCULLIS_COMMIT` in the build's environment, e.g. set by the Docker build; `unknown`
+/// otherwise: a build from a source tarball has no git to ask).
+pub static BUILD_INFO: LazyLock<IntGaugeVec> = LazyLock::new(|| {
+    gauge(
+        "portcullis_build_info",
+        "Always 1; labelled with the version and the source commit of this build.",
+        &["version", "commit"],
+    )
+});
+
+/// Whether `/readyz` would answer 200 (computed at each scrape).
+pub static READY: LazyLock<IntGauge> = LazyLock::new(|| {
+    register(
+        IntGauge::new(
+            "portcullis_ready",
+            "Whether the gateway is ready (1) as /readyz says, or not (0): a provider a route uses has no keys, or the Redis store does not answer.",
+        )
+        .expect("static metric definition"),
+    )
+});
+
+/// Publishes a newly configured provider's key series at 0 (no keys, state missing), with
+/// its refresh counters at 0, so they exist from start-up and alerts on them fire.
+pub fn provider_configured(name: &str) {
+    JWKS_KEYS.with_label_values(&[name]).set(0);
+    JWKS_STATE.with_label_values(&[name]).set(0);
+    for result in ["success", "failure"] {
+        JWKS_REFRESHES.with_label_values(&[name, result]);
+    }
+}
+
+/// Removes the key series of a provider a reload dropped (its sign-in and session-refresh
+/// counters stay: they are history, not state).
+pub fn provider_removed(name: &str) {
+    for gauge in [&*JWKS_KEYS, &*JWKS_STATE, &*JWKS_UPDATED] {
+        // Absent series (e.g. no successful refresh yet) are not an error here.
+        let _ = gauge.remove_label_values(&[name]);
+    }
+    for result in ["success", "failure"] {
+        let _ = JWKS_REFRESHES.remove_label_values(&[name, result]);
+    }
+}
+
 /// Registers every metric, so `/metrics` lists them before the first request.
 pub fn init() {
+    BUILD_INFO
+        .with_label_values(&[
+            env!("CARGO_PKG_VERSION"),
+            option_env!("PORTCULLIS_COMMIT").unwrap_or("unknown"),
+        ])
+        .set(1);
+    LazyLock::force(&READY);
+    // process_cpu_seconds_total, process_resident_memory_bytes, process_open_fds, ... (Linux).
+    #[cfg(target_os = "linux")]
+    if let Err(e) = REGISTRY.register(Box::new(
+        prometheus::process_collector::ProcessCollector::for_self(),
+    )) {
+        tracing::error!(error = %e, "process metrics registration failed");
+    }
     LazyLock::force(&REQUESTS);
     LazyLock::force(&DURATION);
     LazyLock::force(&UPSTREAM_ERRORS);

@@ -18,6 +18,8 @@ portcullis_setup() {
   command -v redis-server >/dev/null 2>&1 || need+=(redis-server)
   command -v redis-cli >/dev/null 2>&1 || need+=(redis-tools)
   command -v openssl >/dev/null 2>&1 || need+=(openssl)
+  # deploy/check.sh checks the alert rules and the dashboard's PromQL with promtool.
+  command -v promtool >/dev/null 2>&1 || need+=(prometheus)
   if ((${#need[@]})); then
     local sudo=""
     [ "$(id -u)" -ne 0 ] && sudo=sudo
@@ -25,6 +27,10 @@ portcullis_setup() {
     $sudo env DEBIAN_FRONTEND=noninteractive apt-get update -qq
     _portcullis_no_service_starts $sudo env DEBIAN_FRONTEND=noninteractive \
       apt-get install -y -qq "${need[@]}" >/dev/null
+    # Only promtool is wanted from the prometheus package: never a server that starts at boot.
+    if [[ " ${need[*]} " == *" prometheus "* ]] && command -v systemctl >/dev/null 2>&1; then
+      $sudo systemctl disable --now prometheus prometheus-node-exporter >/dev/null 2>&1 || true
+    fi
   fi
   portcullis_setup_idp
 }

@@ -6,7 +6,7 @@ use pingora::apps::http_app::ServeHttp;
 use pingora::protocols::http::ServerSession;
 
 use crate::metrics;
-use crate::snapshot::SharedSnapshot;
+use crate::snapshot::{SharedSnapshot, Snapshot};
 use crate::token::KeyState;
 
 /// Answers the admin endpoints.
@@ -38,43 +38,37 @@ impl ServeHttp for Admin {
         match session.req_header().uri.path() {
             // Alive: the process answers.
             "/healthz" => reply(200, text, b"ok\n".to_vec()),
-            // Ready: a valid config is loaded and compiled. Later capabilities add key and store
-            // state here.
-            "/readyz" => {
-                // A valid config is compiled and serving (holding a snapshot means that), and
-                // every provider a protected route uses has keys — stale ones count: they serve.
-                let snap = self.state.load();
-                let missing: Vec<&str> = snap
-                    .used_providers()
-                    .filter(|p| p.settings.source.state() == KeyState::Missing)
-                    .map(|p| &*p.settings.name)
-                    .collect();
-                let store_down = snap
-                    .store
-                    .as_ref()
-                    .and_then(|s| s.redis())
-                    .is_some_and(|r| !r.is_up());
-                if store_down {
-                    reply(
-                        503,
-                        text,
-                        b"not ready: the Redis session store does not answer\n".to_vec(),
-                    )
-                } else if missing.is_empty() {
-                    reply(200, text, b"ready\n".to_vec())
-                } else {
-                    let body = format!(
-                        "not ready: no keys yet for provider(s) {}\n",
-                        missing.join(", ")
-                    );
-                    reply(503, text, body.into_bytes())
-                }
-            }
+            // Ready: see `not_ready`.
+            "/readyz" => match not_ready(&self.state.load()) {
+                None => reply(200, text, b"ready\n".to_vec()),
+                Some(why) => reply(503, text, format!("not ready: {why}\n").into_bytes()),
+            },
             "/metrics" => {
                 crate::tls::update_expiry_metrics(crate::token::unix_now() as i64);
+                metrics::READY.set(i64::from(not_ready(&self.state.load()).is_none()));
                 reply(200, "text/plain; version=0.0.4", metrics::render())
             }
             _ => reply(404, text, b"not found\n".to_vec()),
         }
     }
+}
+
+/// Why the gateway is not ready, or `None` when it is. A valid config is compiled and serving
+/// (holding a snapshot means that); it also needs every provider a protected route uses to have
+/// keys — stale ones count: they serve — and the Redis session store, if any, to answer.
+fn not_ready(snap: &Snapshot) -> Option<String> {
+    let store_down = snap
+        .store
+        .as_ref()
+        .and_then(|s| s.redis())
+        .is_some_and(|r| !r.is_up());
+    if store_down {
+        return Some("the Redis session store does not answer".to_owned());
+    }
+    let missing: Vec<&str> = snap
+        .used_providers()
+        .filter(|p| p.settings.source.state() == KeyState::Missing)
+        .map(|p| &*p.settings.name)
+        .collect();
+    (!missing.is_empty()).then(|| format!("no keys yet for provider(s) {}", missing.join(", ")))
 }

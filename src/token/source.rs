@@ -71,6 +71,10 @@ pub struct KeySource {
     state: Mutex<KeyState>,
     /// Serialises fetches: concurrent unknown-kid misses wait for one fetch.
     fetching: tokio::sync::Mutex<()>,
+    /// Set when a reload dropped this source: a refresh still in flight (or asked for by a
+    /// request holding an old snapshot) no longer writes the provider's metrics, which now
+    /// belong to its successor or to nobody. Held while metrics are written.
+    retired: Mutex<bool>,
 }
 
 impl std::fmt::Debug for KeySource {
@@ -98,6 +102,7 @@ impl KeySource {
             schedule: Mutex::new(Schedule::default()),
             state: Mutex::new(KeyState::Missing),
             fetching: tokio::sync::Mutex::new(()),
+            retired: Mutex::new(false),
         }
     }
 
@@ -154,45 +159,81 @@ impl KeySource {
         }
         let outcome = self.fetch().await;
         let name = self.id.name.as_str();
-        let (next, ok) = match outcome {
+        let (next, count) = match outcome {
             Ok((count, max_age)) => {
-                metrics::JWKS_KEYS
-                    .with_label_values(&[name])
-                    .set(count as i64);
-                metrics::JWKS_UPDATED
-                    .with_label_values(&[name])
-                    .set(unix_now() as i64);
                 let every = max_age
                     .unwrap_or(DEFAULT_REFRESH)
                     .clamp(MIN_REFRESH, MAX_REFRESH);
-                (every, true)
+                (every, Some(count))
             }
             Err(e) => {
                 tracing::warn!(provider = name, error = %e, "key refresh failed; keeping the previous keys");
-                (RETRY, false)
+                (RETRY, None)
             }
         };
-        metrics::JWKS_REFRESHES
-            .with_label_values(&[name, if ok { "success" } else { "failure" }])
-            .inc();
-        if let Ok(mut state) = self.state.lock() {
-            *state = match (ok, *state) {
-                (true, _) => KeyState::Fresh,
-                (false, KeyState::Missing) => KeyState::Missing,
-                (false, _) => KeyState::Stale,
-            };
-            metrics::JWKS_STATE
-                .with_label_values(&[name])
-                .set(match *state {
-                    KeyState::Missing => 0,
-                    KeyState::Stale => 1,
-                    KeyState::Fresh => 2,
-                });
-        }
+        let ok = count.is_some();
+        let state = match self.state.lock() {
+            Ok(mut state) => {
+                *state = match (ok, *state) {
+                    (true, _) => KeyState::Fresh,
+                    (false, KeyState::Missing) => KeyState::Missing,
+                    (false, _) => KeyState::Stale,
+                };
+                *state
+            }
+            Err(_) => KeyState::Missing,
+        };
+        self.publish(count, state);
         if let Ok(mut s) = self.schedule.lock() {
             s.next_due = Some(Instant::now() + next);
         }
         ok
+    }
+
+    /// Writes the outcome of a refresh (`count` keys, or `None` for a failure) to the
+    /// provider's metrics, unless a reload retired this source.
+    fn publish(&self, count: Option<usize>, state: KeyState) {
+        let Ok(retired) = self.retired.lock() else {
+            return;
+        };
+        if *retired {
+            return;
+        }
+        let name = self.id.name.as_str();
+        if let Some(count) = count {
+            metrics::JWKS_KEYS
+                .with_label_values(&[name])
+                .set(count as i64);
+            metrics::JWKS_UPDATED
+                .with_label_values(&[name])
+                .set(unix_now() as i64);
+        }
+        let result = if count.is_some() {
+            "success"
+        } else {
+            "failure"
+        };
+        metrics::JWKS_REFRESHES
+            .with_label_values(&[name, result])
+            .inc();
+        metrics::JWKS_STATE
+            .with_label_values(&[name])
+            .set(match state {
+                KeyState::Missing => 0,
+                KeyState::Stale => 1,
+                KeyState::Fresh => 2,
+            });
+    }
+
+    /// Stops this source writing metrics; with `forget`, also removes the provider's key
+    /// series (the provider is gone, not replaced by a source of the same name).
+    fn retire(&self, forget: bool) {
+        if let Ok(mut retired) = self.retired.lock() {
+            *retired = true;
+            if forget {
+                metrics::provider_removed(&self.id.name);
+            }
+        }
     }
 
     async fn fetch(&self) -> Result<(usize, Option<Duration>), String> {
@@ -255,7 +296,8 @@ impl Default for KeyRegistry {
 }
 
 impl KeyRegistry {
-    /// The source for `id`, created if new.
+    /// The source for `id`, created if new. A new source's key series are published at 0
+    /// (see [`metrics::provider_configured`]) until its first refresh.
     pub fn source(&self, id: SourceId) -> Arc<KeySource> {
         let client = self.client.clone();
         let Ok(mut sources) = self.sources.lock() else {
@@ -263,14 +305,24 @@ impl KeyRegistry {
         };
         sources
             .entry(id.clone())
-            .or_insert_with(|| Arc::new(KeySource::new(id, client)))
+            .or_insert_with(|| {
+                metrics::provider_configured(&id.name);
+                Arc::new(KeySource::new(id, client))
+            })
             .clone()
     }
 
-    /// Keeps only the sources in `live` (called after a reload).
+    /// Keeps only the sources in `live` (called after a reload). A dropped source stops
+    /// writing metrics; its provider's key series go too unless a live source has its name.
     pub fn retain(&self, live: &[SourceId]) {
         if let Ok(mut sources) = self.sources.lock() {
-            sources.retain(|id, _| live.contains(id));
+            sources.retain(|id, source| {
+                let keep = live.contains(id);
+                if !keep {
+                    source.retire(!live.iter().any(|l| l.name == id.name));
+                }
+                keep
+            });
         }
     }
 
@@ -288,4 +340,88 @@ pub fn unix_now() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_secs())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The value of `metric{provider="name"}` (summed over other labels), if any series exists.
+    fn sample(metric: &str, name: &str) -> Option<f64> {
+        let text = String::from_utf8(metrics::render()).unwrap_or_default();
+        let needle = format!("provider=\"{name}\"");
+        let values: Vec<f64> = text
+            .lines()
+            .filter(|l| l.starts_with(&format!("{metric}{{")) && l.contains(&needle))
+            .filter_map(|l| l.rsplit(' ').next()?.parse().ok())
+            .collect();
+        (!values.is_empty()).then(|| values.iter().sum())
+    }
+
+    /// A source with neither issuer nor key set URL: its refresh succeeds with no keys and no
+    /// network.
+    fn id(name: &str, jwks: Option<&str>) -> SourceId {
+        SourceId {
+            name: name.to_owned(),
+            issuer: None,
+            jwks_uri: jwks.and_then(|u| Url::parse(u).ok()),
+            introspection_endpoint: None,
+        }
+    }
+
+    #[test]
+    fn a_configured_provider_has_key_series_at_zero_until_its_first_refresh() {
+        let registry = KeyRegistry::default();
+        assert_eq!(sample("portcullis_jwks_keys", "unit-new"), None);
+        registry.source(id("unit-new", None));
+        assert_eq!(sample("portcullis_jwks_keys", "unit-new"), Some(0.0));
+        assert_eq!(sample("portcullis_jwks_state", "unit-new"), Some(0.0));
+        assert_eq!(
+            sample("portcullis_jwks_refreshes_total", "unit-new"),
+            Some(0.0)
+        );
+        assert_eq!(
+            sample("portcullis_jwks_last_success_timestamp_seconds", "unit-new"),
+            None,
+            "no success yet: no timestamp"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_reload_that_drops_a_provider_removes_its_series_and_silences_its_source() {
+        let registry = KeyRegistry::default();
+        let old = registry.source(id("unit-gone", None));
+        assert!(old.refresh(Duration::ZERO).await);
+        assert_eq!(sample("portcullis_jwks_state", "unit-gone"), Some(2.0));
+        registry.retain(&[]);
+        for metric in [
+            "portcullis_jwks_keys",
+            "portcullis_jwks_state",
+            "portcullis_jwks_last_success_timestamp_seconds",
+            "portcullis_jwks_refreshes_total",
+        ] {
+            assert_eq!(sample(metric, "unit-gone"), None, "{metric} after removal");
+        }
+        // A refresh of the dropped source (a request still holding the old snapshot) does not
+        // bring the series back.
+        old.refresh(Duration::ZERO).await;
+        assert_eq!(sample("portcullis_jwks_state", "unit-gone"), None);
+    }
+
+    #[tokio::test]
+    async fn a_provider_whose_source_changes_keeps_its_series_for_the_new_source() {
+        let registry = KeyRegistry::default();
+        let old = registry.source(id("unit-moved", None));
+        assert!(old.refresh(Duration::ZERO).await);
+        assert_eq!(sample("portcullis_jwks_state", "unit-moved"), Some(2.0));
+        // The same provider name with another key set URL: a new source, starting at 0.
+        let new_id = id("unit-moved", Some("http://127.0.0.1:9/jwks"));
+        registry.source(new_id.clone());
+        registry.retain(&[new_id]);
+        assert_eq!(sample("portcullis_jwks_state", "unit-moved"), Some(0.0));
+        assert_eq!(sample("portcullis_jwks_keys", "unit-moved"), Some(0.0));
+        // The old source's late refresh does not overwrite the new source's state.
+        old.refresh(Duration::ZERO).await;
+        assert_eq!(sample("portcullis_jwks_state", "unit-moved"), Some(0.0));
+    }
 }

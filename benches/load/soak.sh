@@ -35,7 +35,23 @@
 #   T/2 (90 s), for 20 s            the OpenID Provider stopped (SIGTERM), then restarted on its port:
 #                                   cached keys and cookie sessions must keep working
 #   13T/18 (130 s)                  the oversized burst
-# (the 20 s outages are shortened to T/9 for runs under 180 s).
+#   17T/22.5 (136 s), for 20 s      the attack phase (attack.py, from 127.0.0.2, at nice 19: an
+#                                   attacker's CPU is not the gateway's): 64 silent sockets, 64
+#                                   slow-loris heads (a byte a second), 4 HTTP/2 connections of 50
+#                                   streams for a 16 MiB body with a window of 0, never read, and
+#                                   2 WINDOW_UPDATE flooders, each reconnecting when closed, up to
+#                                   SOAK_FLOOD_RATE times a second
+# (the 20 s outages and windows are shortened to T/9 for runs under 180 s).
+#
+# Attack phase, compared with a quiet window of the same length at T/9 (20 s; one reload falls
+# in each): a probe (wrk, 2 connections, paced like the others) on the public route runs in both.
+# Gates: the probe's p99 under attack at most 2x the quiet one (SOAK_ATTACK_P99_RATIO; quiet p99
+# taken as at least 2 ms, below which loopback jitter decides), every probe answer 2xx; RSS
+# sampled every second of the attack must not keep growing (median of its second half at most
+# 10% above the median of its first half: what the attackers hold is bounded, not accumulating);
+# and each refusal the attack provokes must show in the metrics (idle and header deadlines, write
+# deadlines of the stalled streams, HTTP/2 flood closes). The gateway's CPU in both windows is
+# printed, with what the attack cost it per second.
 #
 # Classification (per second: wrk counts answers by second and status, the curl loops log each):
 #   injected    a 502/503/504 on a healthy route within the backend-kill window (from 1 s before the
@@ -69,6 +85,11 @@
 #   SOAK_RSS_MAX_GROWTH_PCT  RSS growth allowed over the last two thirds [10]
 #   SOAK_FD_MAX_GROWTH       open descriptors the gateway may gain over the last two thirds
 #                            (same medians as RSS) [32]
+#   SOAK_ATTACK              run the attack phase, 1 or 0 [1]
+#   SOAK_ATTACK_P99_RATIO    probe p99 allowed under attack, times the quiet window's [2]
+#   SOAK_FLOOD_RATE          new connections a second per flooder; 0: as fast as they are closed,
+#                            which is a connection flood (accept, handshake, close: 50-80 µs of
+#                            gateway CPU each, nothing an HTTP server can refuse cheaper) [200]
 #   WORKERS                  Portcullis threads [2]
 #   ACCESS_LOG               Portcullis access log, stdout (discarded) or off [stdout]
 #   PORTCULLIS_BIN           use this binary instead of `cargo build --release --bin portcullis`
@@ -92,6 +113,9 @@ SOAK_FD_MAX_GROWTH="${SOAK_FD_MAX_GROWTH:-32}"
 WORKERS="${WORKERS:-2}"
 ACCESS_LOG="${ACCESS_LOG:-stdout}"
 KEEP_TMP="${KEEP_TMP:-0}"
+SOAK_ATTACK="${SOAK_ATTACK:-1}"
+SOAK_ATTACK_P99_RATIO="${SOAK_ATTACK_P99_RATIO:-2}"
+SOAK_FLOOD_RATE="${SOAK_FLOOD_RATE:-200}"
 
 BEARER_AUDIENCE="urn:portcullis:soak"
 
@@ -111,6 +135,9 @@ for v in SOAK_SECONDS SOAK_CONNECTIONS SOAK_DELAY_MS SOAK_RELOAD_EVERY SOAK_FRES
 done
 ((SOAK_SECONDS >= 60)) || die "SOAK_SECONDS must be at least 60"
 [[ "$ACCESS_LOG" == stdout || "$ACCESS_LOG" == off ]] || die "ACCESS_LOG must be stdout or off"
+[[ "$SOAK_ATTACK" == 0 || "$SOAK_ATTACK" == 1 ]] || die "SOAK_ATTACK must be 0 or 1"
+is_uint "$SOAK_ATTACK_P99_RATIO" || die "SOAK_ATTACK_P99_RATIO must be a positive integer"
+[[ "$SOAK_FLOOD_RATE" == 0 ]] || is_uint "$SOAK_FLOOD_RATE" || die "SOAK_FLOOD_RATE must be a non-negative integer"
 
 for c in wrk curl node python3 awk; do
     command -v "$c" >/dev/null 2>&1 || die "$c is needed"
@@ -312,6 +339,7 @@ free_port BACKEND2_PORT
 BACKEND_PORTS[b1]="$BACKEND1_PORT"
 BACKEND_PORTS[b2]="$BACKEND2_PORT"
 
+head -c $((16 * 1024 * 1024)) /dev/zero >"$TMP/big.bin" # the stalled readers' body
 start_backend b1 || die "backend b1 failed to start"
 start_backend b2 || die "backend b2 failed to start"
 log "backends on 127.0.0.1:$BACKEND1_PORT (b1) and 127.0.0.1:$BACKEND2_PORT (b2)"
@@ -447,6 +475,13 @@ for ((s = SOAK_RELOAD_EVERY; s <= T - 5; s += SOAK_RELOAD_EVERY)); do EVENTS+=("
 EVENTS+=("$KILL_AT kill-backend" "$((KILL_AT + OUTAGE)) start-backend")
 EVENTS+=("$IDP_AT stop-idp" "$((IDP_AT + OUTAGE)) start-idp")
 EVENTS+=("$BURST_AT oversized-burst")
+WINDOW="$OUTAGE"
+QUIET_AT=$((T / 9))
+ATTACK_AT=$((T * 34 / 45))
+if ((SOAK_ATTACK)); then
+    EVENTS+=("$QUIET_AT quiet-start" "$((QUIET_AT + WINDOW + 1)) quiet-end")
+    EVENTS+=("$ATTACK_AT attack-start" "$((ATTACK_AT + WINDOW + 1)) attack-end")
+fi
 mapfile -t EVENTS < <(printf '%s\n' "${EVENTS[@]}" | sort -n -k1,1 -s)
 
 # ---------------------------------------------------------------- background loops
@@ -493,6 +528,26 @@ burst() {
         for k in "${OVERSIZED_KINDS[@]}"; do
             printf '%s %s %s\n' "$(now_s)" "$k" "$(oversized_request "$k")"
         done
+    done
+}
+
+# ---------------------------------------------------------------- attack phase
+
+cpu_ticks() { awk '{ print $14 + $15 }' "/proc/$GW_PID/stat" 2>/dev/null || echo 0; }
+PROBE_PIDS=()
+probe() { # NAME: the paced probe on the public route for WINDOW seconds -> $TMP/probe.NAME
+    SOAK_WRK_OUT="$TMP/probe.$1" SOAK_DELAY_MS="$SOAK_DELAY_MS" \
+        timeout -k 5 $((WINDOW + 30)) wrk -t 1 -c 2 -d "${WINDOW}s" --timeout 5s \
+        -s "$HERE/soak.wrk.lua" "$G/public/soak" >"$TMP/probe.$1.stdout" 2>&1 </dev/null &
+    PROBE_PIDS+=("$!")
+    PIDS+=("$!")
+}
+# RSS every second for the attack window: "second rss_kb".
+fine_rss() {
+    local i
+    for ((i = 0; i <= WINDOW; i++)); do
+        printf '%d %s\n' "$i" "$(awk '$1 == "VmRSS:" { print $2 }' "/proc/$GW_PID/status" 2>/dev/null || echo 0)"
+        sleep 1
     done
 }
 
@@ -561,6 +616,35 @@ event() { # NAME
             # Informational only: nothing is excused during this window.
             printf '%d %d idp-down\n' "$IDP_STOP_T" "$(now_s)" >>"$TMP/windows"
             ;;
+        quiet-start)
+            QUIET_CPU0="$(cpu_ticks)"
+            probe quiet
+            printf '%s quiet window: probe started\n' "$at" >>"$TMP/events.log"
+            ;;
+        quiet-end)
+            QUIET_CPU1="$(cpu_ticks)"
+            ;;
+        attack-start)
+            metrics >"$TMP/metrics.attack-before"
+            ATTACK_CPU0="$(cpu_ticks)"
+            probe attack
+            (fine_rss >"$TMP/attack.rss") &
+            LOOP_PIDS+=("$!")
+            nice -n 19 timeout -k 5 $((WINDOW + 20)) python3 "$HERE/attack.py" --port "$GATEWAY_PORT" \
+                --seconds "$WINDOW" --source 127.0.0.2 --silent 64 --slowloris 64 --stalled 4:50 \
+                --flood 2 --flood-rate "$SOAK_FLOOD_RATE" --path /public/big.bin >"$TMP/attack.json" 2>"$TMP/attack.err" </dev/null &
+            ATTACK_PID=$!
+            PIDS+=("$!")
+            printf '%s attack started (probe, attack.py)\n' "$at" >>"$TMP/events.log"
+            log "attack phase"
+            ;;
+        attack-end)
+            ATTACK_CPU1="$(cpu_ticks)"
+            wait "$ATTACK_PID" 2>/dev/null || true
+            forget_pid "$ATTACK_PID"
+            metrics >"$TMP/metrics.attack-after"
+            printf '%s attack ended\n' "$(now_s)" >>"$TMP/events.log"
+            ;;
         oversized-burst)
             (burst >"$TMP/oversized.log") &
             LOOP_PIDS+=("$!")
@@ -610,6 +694,11 @@ for c in public bearer session; do
     for ((i = 0; i < 400; i++)); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
     WRK_RC[$c]=0
     wait "$pid" 2>/dev/null || WRK_RC[$c]=$?
+    forget_pid "$pid"
+done
+for pid in "${PROBE_PIDS[@]}"; do
+    for ((i = 0; i < 400; i++)); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+    wait "$pid" 2>/dev/null || true
     forget_pid "$pid"
 done
 for pid in "${LOOP_PIDS[@]}"; do
@@ -772,12 +861,79 @@ esac
 {
     printf '\nGateway: alive %s, /readyz %s at the end\n' "$GW_ALIVE" "$READY_END"
     printf 'Gateway metrics at the end (non-zero, selected):\n'
-    grep -E '^portcullis_(config_reloads_total|upstream_errors_total|refused_requests_total|jwks_refreshes_total|jwks_state|session_refreshes_total|token_cache_total|open_connections|connections_refused_total|access_log_dropped_total|auth_decisions_total)' \
+    grep -E '^portcullis_(config_reloads_total|upstream_errors_total|refused_requests_total|jwks_refreshes_total|jwks_state|session_refreshes_total|token_cache_total|open_connections|connections_refused_total|access_log_dropped_total|auth_decisions_total|deadline_closes_total|http2_flood_closes_total)' \
         "$TMP/metrics.after" | awk '$NF != 0 { print "  " $0 }' || true
     printf 'Gateway stderr (warnings and errors, first 15 distinct):\n'
     grep -E 'WARN|ERROR|panic' "$TMP/portcullis.err" | sed -E 's/^[^ ]+ +//' | sort | uniq -c | sort -rn | head -n 15 | sed 's/^/  /' || true
 } >&2
 [[ "$GW_ALIVE" == yes ]] || FAILED=1
+
+# The attack phase against the quiet window.
+# shellcheck disable=SC2016
+PROBE_AWK='
+    $1 == "#" { for (i = 3; i <= NF; i++) { split($i, kv, "="); v[$2, kv[1]] = kv[2] }; next }
+    { total += $3; if ($2 >= 200 && $2 < 300) ok += $3 }
+    END {
+        sock = v["errors", "connect"] + v["errors", "read"] + v["errors", "write"] + v["errors", "timeout"]
+        printf "%d %d %d %.2f %.2f %.2f\n", total, ok, sock, v["latency", "p50_us"] / 1000, \
+            v["latency", "p99_us"] / 1000, v["latency", "max_us"] / 1000
+    }'
+msum() { # FILE REGEX: the sum of the series whose line matches REGEX
+    awk -v re="$2" '$0 ~ re && $1 !~ /^#/ { s += $NF } END { printf "%d\n", s }' "$1" 2>/dev/null || echo 0
+}
+if ((SOAK_ATTACK)); then
+    printf '\nAttack phase (%ss at %ss) against the quiet window (%ss at %ss); probe: wrk -c 2 on /public\n' \
+        "$WINDOW" "$ATTACK_AT" "$WINDOW" "$QUIET_AT" >&2
+    printf '%-8s %9s %9s %10s %9s %9s %9s %12s\n' window requests 2xx "conn errs" "p50 ms" "p99 ms" "max ms" "gateway CPU" >&2
+    declare -A P99
+    for w in quiet attack; do
+        [[ -f "$TMP/probe.$w" ]] || : >"$TMP/probe.$w"
+        read -r total ok sock p50 p99 pmax <<<"$(awk "$PROBE_AWK" "$TMP/probe.$w")"
+        if [[ "$w" == quiet ]]; then c0="${QUIET_CPU0:-0}" c1="${QUIET_CPU1:-0}"; else c0="${ATTACK_CPU0:-0}" c1="${ATTACK_CPU1:-0}"; fi
+        cpu="$(awk -v a="$c0" -v b="$c1" -v w="$WINDOW" 'BEGIN { printf "%.0f%% of a core", (b - a) / (w + 1) }')"
+        printf '%-8s %9s %9s %10s %9s %9s %9s %12s\n' "$w" "$total" "$ok" "$sock" "$p50" "$p99" "$pmax" "$cpu" >&2
+        P99[$w]="$p99"
+        if ((total == 0 || ok != total || sock != 0)); then
+            log "attack phase: the $w probe had $((total - ok)) non-2xx answers and $sock connection errors of $total"
+            FAILED=1
+        fi
+    done
+    verdict="$(awk -v q="${P99[quiet]}" -v a="${P99[attack]}" -v r="$SOAK_ATTACK_P99_RATIO" 'BEGIN {
+        base = (q < 2) ? 2 : q
+        printf "%s %.2f", (a <= r * base) ? "OK" : "FAIL", a / base }')"
+    printf 'probe p99 under attack: %.2fx the quiet window'"'"'s (quiet taken as >= 2 ms; limit %sx): %s\n' \
+        "${verdict#* }" "$SOAK_ATTACK_P99_RATIO" "${verdict%% *}" >&2
+    [[ "${verdict%% *}" == OK ]] || FAILED=1
+    # shellcheck disable=SC2016
+    rss="$(awk '
+        function median(a, n,   i, j, x) {
+            for (i = 2; i <= n; i++) { x = a[i]; for (j = i - 1; j >= 1 && a[j] > x; j--) a[j + 1] = a[j]; a[j + 1] = x }
+            return (n % 2) ? a[(n + 1) / 2] : (a[n / 2] + a[n / 2 + 1]) / 2
+        }
+        { n++; r[n] = $2 }
+        END {
+            if (n < 4) { print "FAIL 0 0 0"; exit }
+            h = int(n / 2); for (i = 1; i <= h; i++) a[i] = r[i]; for (i = h + 1; i <= n; i++) b[i - h] = r[i]
+            m1 = median(a, h); m2 = median(b, n - h)
+            printf "%s %.1f %.1f %+.1f", (m2 <= m1 * 1.10) ? "OK" : "FAIL", m1 / 1024, m2 / 1024, (m2 - m1) / m1 * 100
+        }' "$TMP/attack.rss" 2>/dev/null || echo "FAIL 0 0 0")"
+    read -r rverdict r1 r2 rg <<<"$rss"
+    printf 'RSS during the attack (every second): median of the first half %s MiB, of the second half %s MiB (%s%%; limit +10%%): %s\n' \
+        "$r1" "$r2" "$rg" "$rverdict" >&2
+    [[ "$rverdict" == OK ]] || FAILED=1
+    printf 'attack.py: %s\n' "$(cat "$TMP/attack.json" 2>/dev/null || echo 'no summary')" >&2
+    for c in 'kind="idle"' 'kind="header"' 'kind="write"' portcullis_http2_flood_closes_total; do
+        re="$c"
+        [[ "$c" == kind=* ]] && re="^portcullis_deadline_closes_total.*$c"
+        before="$(msum "$TMP/metrics.attack-before" "$re")"
+        after="$(msum "$TMP/metrics.attack-after" "$re")"
+        printf 'refusals counted during the attack, %s: %d\n' "$c" $((after - before)) >&2
+        if ((after <= before)); then
+            log "attack phase: $c did not grow"
+            FAILED=1
+        fi
+    done
+fi
 
 if ((FAILED)); then
     log "FAILED"

@@ -47,6 +47,7 @@ fn config() -> SessionsConfig {
         max_pending_sign_ins: 5,
         refresh_before: Duration::from_secs(60),
         secure_cookies: true,
+        cookie_domain: None,
     }
 }
 

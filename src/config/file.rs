@@ -290,6 +290,12 @@ pub struct SessionsFile {
     /// gave a refresh token). Defaults to `60s`.
     #[serde(default)]
     pub refresh_before: Option<String>,
+    /// Share one sign-in across the hosts under this domain (`example.com`: `a.example.com`
+    /// and `b.example.com` too): the gateway's cookies then carry `Domain=` and the `__Secure-`
+    /// prefix instead of `__Host-`. Every session route must name hosts under it, and so must
+    /// `server.public_url`. Defaults to none: cookies are for the host that set them.
+    #[serde(default)]
+    pub cookie_domain: Option<String>,
     /// DEVELOPMENT ONLY: send cookies without `Secure` (and so without the `__Host-` prefix),
     /// for plain-HTTP set-ups on hosts other than localhost. Defaults to `false`.
     #[serde(default)]

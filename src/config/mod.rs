@@ -5,6 +5,7 @@
 //! (`routes[2].upstream`). A syntax or type error stops serde at the first one; semantic errors are
 //! all reported together. Loading does no network I/O.
 
+mod cookie_domain;
 pub mod file;
 mod locate;
 pub mod secret;
@@ -206,6 +207,8 @@ pub struct SessionsConfig {
     pub refresh_before: Duration,
     /// Cookies carry `Secure` and the `__Host-` prefix (off only by the dev setting).
     pub secure_cookies: bool,
+    /// `Domain=` of every gateway cookie (`__Secure-` instead of `__Host-`), lower case.
+    pub cookie_domain: Option<String>,
 }
 
 impl fmt::Debug for SessionsConfig {
@@ -221,6 +224,7 @@ impl fmt::Debug for SessionsConfig {
             .field("max_pending_sign_ins", &self.max_pending_sign_ins)
             .field("refresh_before", &self.refresh_before)
             .field("secure_cookies", &self.secure_cookies)
+            .field("cookie_domain", &self.cookie_domain)
             .finish()
     }
 }

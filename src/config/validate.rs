@@ -37,6 +37,9 @@ pub(super) fn validate(file: FileConfig) -> Result<Config, Vec<Problem>> {
         .map(|(i, u)| (&*u.name, i))
         .collect();
     let routes = v.routes(&file, &upstream_index, server.as_ref(), identity.as_ref());
+    if let Some(domain) = sessions.as_ref().and_then(|s| s.cookie_domain.as_deref()) {
+        v.cookie_domain_covers(domain, &file, server.as_ref(), &routes);
+    }
     if !v.problems.is_empty() {
         return Err(v.problems);
     }
@@ -626,6 +629,11 @@ impl Validator {
             s.refresh_before.as_deref(),
             Duration::from_secs(60),
         );
+        let cookie_domain = s.cookie_domain.as_deref().and_then(|raw| {
+            super::cookie_domain::parse(raw)
+                .map_err(|e| self.err("sessions.cookie_domain", e))
+                .ok()
+        });
         if s.dev_insecure_cookies {
             tracing::warn!(
                 "sessions.dev_insecure_cookies: cookies are sent without `Secure`; never use this in production"
@@ -642,6 +650,7 @@ impl Validator {
             max_pending_sign_ins,
             refresh_before,
             secure_cookies: !s.dev_insecure_cookies,
+            cookie_domain,
         })
     }
 
@@ -1222,6 +1231,47 @@ impl Validator {
                 format!("providers.{name}.scopes"),
                 "an OpenID Connect provider (`issuer`) needs the `openid` scope to sign browsers in",
             );
+        }
+    }
+
+    /// With `sessions.cookie_domain`: `server.public_url` and every session route's hosts are
+    /// under it (a browser ignores a cookie whose domain does not cover the host setting it).
+    fn cookie_domain_covers(
+        &mut self,
+        domain: &str,
+        file: &FileConfig,
+        server: Option<&ServerConfig>,
+        routes: &[Route],
+    ) {
+        use super::cookie_domain::{covers, under};
+        if let Some(host) = server
+            .and_then(|s| s.public_url.as_ref())
+            .and_then(|u| u.host_str())
+            && !under(domain, host)
+        {
+            self.err(
+                "server.public_url",
+                format!("`{host}` is not under sessions.cookie_domain `{domain}`"),
+            );
+        }
+        for (i, r) in file.routes.iter().enumerate() {
+            let Some(route) = routes.iter().find(|c| *c.name == *r.name) else {
+                continue;
+            };
+            if !matches!(
+                route.auth,
+                AuthPolicy::Session | AuthPolicy::SessionOrBearer
+            ) || covers(domain, &route.host)
+            {
+                continue;
+            }
+            let message = match r.matcher.host.as_deref() {
+                None => format!(
+                    "sessions.cookie_domain is set: a session route must name its host, one under `{domain}`"
+                ),
+                Some(h) => format!("`{h}` is not under sessions.cookie_domain `{domain}`"),
+            };
+            self.err(format!("routes[{i}].match.host"), message);
         }
     }
 

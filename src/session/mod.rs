@@ -197,9 +197,11 @@ pub enum WriteError {
 pub struct Cookies {
     keys: Vec<Key>,
     csrf: Option<aws_lc_rs::hmac::Key>,
-    /// Session cookie name (with `__Host-` when secure).
+    /// Session cookie name (with `__Host-` when secure, `__Secure-` when secure for a domain).
     name: String,
     secure: bool,
+    /// `; Domain=…` with `sessions.cookie_domain`, else empty (host-only cookies).
+    domain: String,
     lifetime: Duration,
 }
 
@@ -215,7 +217,12 @@ impl std::fmt::Debug for Cookies {
 impl Cookies {
     /// Cookies for `config`.
     pub fn new(config: &SessionsConfig) -> Self {
-        let prefix = if config.secure_cookies { "__Host-" } else { "" };
+        let prefix = match (config.secure_cookies, &config.cookie_domain) {
+            (true, None) => "__Host-",
+            // `__Host-` forbids `Domain`; `__Secure-` still requires `Secure`.
+            (true, Some(_)) => "__Secure-",
+            (false, _) => "",
+        };
         Self {
             // Secrets are at least 32 bytes (checked at config load), which derive_from needs.
             keys: config
@@ -230,6 +237,11 @@ impl Cookies {
                 .map(|k| aws_lc_rs::hmac::Key::new(aws_lc_rs::hmac::HMAC_SHA256, k)),
             name: format!("{prefix}{}", config.cookie_name),
             secure: config.secure_cookies,
+            domain: config
+                .cookie_domain
+                .as_ref()
+                .map(|d| format!("; Domain={d}"))
+                .unwrap_or_default(),
             lifetime: config.lifetime,
         }
     }
@@ -272,7 +284,8 @@ impl Cookies {
     /// `Set-Cookie` attributes shared by every cookie of the gateway.
     fn attributes(&self, max_age: u64) -> String {
         let secure = if self.secure { "; Secure" } else { "" };
-        format!("; Path=/; Max-Age={max_age}{secure}; HttpOnly; SameSite=Lax")
+        let domain = &self.domain;
+        format!("; Path=/{domain}; Max-Age={max_age}{secure}; HttpOnly; SameSite=Lax")
     }
 
     fn seal(&self, name: &str, value: String) -> Option<String> {
@@ -520,7 +533,39 @@ mod tests {
             max_pending_sign_ins: 5,
             refresh_before: Duration::from_secs(60),
             secure_cookies: true,
+            cookie_domain: None,
         }
+    }
+
+    #[test]
+    fn a_cookie_domain_gives_secure_prefixed_domain_cookies_read_back_the_same() {
+        let mut shared = config(vec![vec![7; 32]]);
+        shared.cookie_domain = Some("example.test".into());
+        let c = Cookies::new(&shared);
+        assert_eq!(c.name(), "__Secure-portcullis");
+        let s = session(4_000);
+        let set = c.write(&s, 0, 1000).expect("fits");
+        assert_eq!(set.len(), 2);
+        for cookie in &set {
+            assert!(cookie.starts_with("__Secure-portcullis"), "{cookie}");
+            assert!(cookie.len() < 4_096, "{}", cookie.len());
+            assert!(
+                cookie.ends_with(
+                    "; Path=/; Domain=example.test; Max-Age=3600; Secure; HttpOnly; SameSite=Lax"
+                ),
+                "{cookie}"
+            );
+        }
+        assert_eq!(c.read(&browser(&set)).session.as_ref(), Some(&s));
+        // Host-only cookies of another configuration are not this one's.
+        let host_only = Cookies::new(&config(vec![vec![7; 32]]));
+        assert_eq!(host_only.read(&browser(&set)).session, None);
+        // Without `Secure` (the development setting) no prefix, still the domain.
+        shared.secure_cookies = false;
+        let dev = Cookies::new(&shared);
+        let set = dev.write(&s, 0, 1000).expect("fits");
+        assert!(set[0].starts_with("portcullis="), "{}", set[0]);
+        assert!(set[0].contains("; Domain=example.test;"), "{}", set[0]);
     }
 
     fn session(padding: usize) -> SessionData {

@@ -9,6 +9,7 @@ mod forward_auth;
 mod lifecycle;
 mod plain_oauth;
 mod redis;
+mod subdomains;
 
 use std::net::SocketAddr;
 

@@ -8,6 +8,7 @@
 pub mod file;
 mod locate;
 pub mod secret;
+mod target;
 mod validate;
 
 use std::collections::BTreeMap;
@@ -24,6 +25,7 @@ use url::Url;
 use crate::routing::Route;
 pub use locate::Position;
 pub use secret::Secret;
+pub use target::Target;
 
 /// A validated configuration.
 #[derive(Debug)]
@@ -84,6 +86,15 @@ pub struct ServerConfig {
     pub upgrade_sock: String,
     /// Limits on what clients send.
     pub limits: Limits,
+    /// How upstream target names are resolved.
+    pub dns: DnsConfig,
+}
+
+/// `server.dns:`
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DnsConfig {
+    /// Name servers asked for upstream target names; empty: the system's (`/etc/resolv.conf`).
+    pub servers: Vec<SocketAddr>,
 }
 
 /// `server.limits:`
@@ -265,8 +276,8 @@ pub struct RedisConfig {
 pub struct UpstreamConfig {
     /// Name, for metrics and logs.
     pub name: Arc<str>,
-    /// Backend addresses.
-    pub targets: Vec<SocketAddr>,
+    /// Backends, in file order: addresses, and names resolved in the background.
+    pub targets: Vec<Target>,
     /// Connection set-up limit.
     pub connect_timeout: Duration,
     /// Per-read limit.

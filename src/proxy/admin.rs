@@ -49,6 +49,15 @@ impl ServeHttp for Admin {
                     .filter(|p| p.settings.source.state() == KeyState::Missing)
                     .map(|p| &*p.settings.name)
                     .collect();
+                // An upstream with no address while a name of it waits for its first answer
+                // (start-up): not ready. One whose first lookup failed does not hold readiness
+                // back: every instance would fail it alike, and its routes answer 503.
+                let awaiting: Vec<&str> = snap
+                    .pools
+                    .iter()
+                    .filter(|p| p.awaiting_dns())
+                    .map(|p| &*p.config.name)
+                    .collect();
                 let store_down = snap
                     .store
                     .as_ref()
@@ -60,6 +69,12 @@ impl ServeHttp for Admin {
                         text,
                         b"not ready: the Redis session store does not answer\n".to_vec(),
                     )
+                } else if !awaiting.is_empty() {
+                    let body = format!(
+                        "not ready: no address yet for upstream(s) {}\n",
+                        awaiting.join(", ")
+                    );
+                    reply(503, text, body.into_bytes())
                 } else if missing.is_empty() {
                     reply(200, text, b"ready\n".to_vec())
                 } else {
@@ -72,6 +87,12 @@ impl ServeHttp for Admin {
             }
             "/metrics" => {
                 crate::tls::update_expiry_metrics(crate::token::unix_now() as i64);
+                for pool in &self.state.load().pools {
+                    let addresses = i64::try_from(pool.targets().len()).unwrap_or(i64::MAX);
+                    metrics::UPSTREAM_ADDRESSES
+                        .with_label_values(&[&pool.config.name])
+                        .set(addresses);
+                }
                 reply(200, "text/plain; version=0.0.4", metrics::render())
             }
             _ => reply(404, text, b"not found\n".to_vec()),

@@ -18,6 +18,8 @@ portcullis_setup() {
   command -v redis-server >/dev/null 2>&1 || need+=(redis-server)
   command -v redis-cli >/dev/null 2>&1 || need+=(redis-tools)
   command -v openssl >/dev/null 2>&1 || need+=(openssl)
+  # The DNS test starts its own dnsmasq on a loopback port (dnsmasq-base: the binary, no service).
+  command -v dnsmasq >/dev/null 2>&1 || [ -x /usr/sbin/dnsmasq ] || need+=(dnsmasq-base)
   if ((${#need[@]})); then
     local sudo=""
     [ "$(id -u)" -ne 0 ] && sudo=sudo

@@ -300,7 +300,8 @@ async fn traffic_follows_a_changed_dns_answer_and_survives_the_server_going_away
 
     // The answer changes: requests follow within a TTL (1 s) or two, without a reload.
     let to_b: IpAddr = [127, 0, 0, 2].into();
-    dns.change("127.0.0.2 app.test\n", "app.test", to_b).await;
+    dns.change("127.0.0.2 app.test\n127.0.0.1 new.test\n", "app.test", to_b)
+        .await;
     wait_until(
         "requests to reach backend b",
         Duration::from_secs(10),
@@ -323,6 +324,31 @@ async fn traffic_follows_a_changed_dns_answer_and_survives_the_server_going_away
         0.0,
         "no reload was involved"
     );
+
+    // A reload that adds an upstream by name swaps it in with its first answer, not with 503s.
+    gateway.rewrite_config(&format!(
+        "upstreams:
+  app: {{targets: [\"app.test:{port}\"], connect_timeout: 1s}}
+  never: {{targets: [\"never.test:{port}\"], connect_timeout: 1s}}
+  new: {{targets: [\"new.test:{port}\"], connect_timeout: 1s}}
+{ROUTES}  - name: new
+    match: {{path_prefix: /new}}
+    upstream: new
+    auth: public
+"
+    ));
+    gateway.reload();
+    wait_until("the reload to succeed", Duration::from_secs(10), || async {
+        let m = gateway.metrics().await;
+        sample(
+            &m,
+            "portcullis_config_reloads_total",
+            &["result=\"success\""],
+        ) == 1.0
+    })
+    .await;
+    let (status, body) = get(&gateway, "/new/first").await;
+    assert_eq!((status, backend_of(&body)), (200, "a"), "{body}");
 
     // The server goes away: lookups fail and are counted, the last good answer keeps serving.
     let failures = |m: &str| sample(m, "portcullis_dns_failures_total", &["upstream=\"app\""]);

@@ -248,7 +248,7 @@ fn cases() -> Vec<Case> {
     cases.push(Case {
         name: "several semantic errors, all reported",
         expect: vec![
-            expect("not an IP:port", line_of(&yaml, "not-an-address"), None),
+            expect("has no port", line_of(&yaml, "not-an-address"), None),
             expect(
                 "unknown upstream `nope`",
                 line_of(&yaml, "upstream: nope"),

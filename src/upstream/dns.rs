@@ -76,7 +76,6 @@ impl Resolver {
     /// The addresses of `host` and how long they may be used, or why there are none.
     async fn lookup(&self, host: &str) -> Answer {
         let resolver = self.inner.as_ref().map_err(Clone::clone)?;
-        let started = std::time::Instant::now();
         let answer = tokio::time::timeout(LOOKUP_DEADLINE, resolver.lookup_ip(host))
             .await
             .map_err(|_| format!("no answer within {LOOKUP_DEADLINE:?}"))?
@@ -88,7 +87,10 @@ impl Resolver {
         if addrs.is_empty() {
             return Err("the answer has no usable address".into());
         }
-        let ttl = answer.valid_until().saturating_duration_since(started);
+        // The lowest TTL of the records (of both families), from now.
+        let ttl = answer
+            .valid_until()
+            .saturating_duration_since(std::time::Instant::now());
         Ok((addrs, ttl))
     }
 }
@@ -199,8 +201,14 @@ fn apply(name: &Name, result: Answer, s: Option<&mut Schedule>) {
     match result {
         Ok((addrs, ttl)) => {
             let count = addrs.len();
+            let first = name.answer().is_none();
             if name.publish(addrs) {
-                tracing::info!(host = %name.host, addresses = count, "DNS answer changed");
+                let what = if first {
+                    "DNS answer"
+                } else {
+                    "DNS answer changed"
+                };
+                tracing::info!(host = %name.host, addresses = count, ttl = ?ttl, "{what}");
             }
             if let Some(s) = s {
                 s.failures = 0;

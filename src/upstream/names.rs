@@ -139,6 +139,8 @@ impl Name {
 
     fn subscribe(&self, live: &Arc<Live>) {
         if let Ok(mut subs) = self.subscribers.lock() {
+            // Pools of configs reloaded away go here too, not only when the answer changes.
+            subs.retain(|w| w.strong_count() > 0);
             subs.push(Arc::downgrade(live));
         }
     }
@@ -181,12 +183,13 @@ impl Live {
             set: ArcSwap::from_pointee(TargetSet::default()),
             rebuilding: Mutex::new(()),
         });
-        live.set.store(Arc::new(TargetSet::new(live.addresses())));
+        // Subscribed first, then filled: an answer published in between rebuilds it too.
         for source in &live.sources {
             if let Source::Name(name, _) = source {
                 name.subscribe(&live);
             }
         }
+        live.refresh(false);
         live
     }
 
@@ -226,12 +229,19 @@ impl Live {
 
     /// Takes the names' current answers into a new set, when they changed it.
     fn rebuild(&self) {
+        self.refresh(true);
+    }
+
+    /// [`Live::rebuild`], logging the change when `log`.
+    fn refresh(&self, log: bool) {
         let _one_at_a_time = self.rebuilding.lock();
         let addrs = self.addresses();
         if self.set.load().addrs() == addrs.as_slice() {
             return;
         }
-        tracing::info!(upstream = %self.upstream, addresses = ?addrs, "upstream addresses changed");
+        if log {
+            tracing::info!(upstream = %self.upstream, addresses = ?addrs, "upstream addresses changed");
+        }
         self.set.store(Arc::new(TargetSet::new(addrs)));
         prune_health();
     }

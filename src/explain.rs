@@ -76,7 +76,8 @@ pub fn explain(snap: Snapshot, method: &str, url: &str, headers: &[String]) -> E
                     return ExitCode::FAILURE;
                 }
             }
-            println!("upstream:  `{}` {:?}", upstream.name, upstream.targets);
+            let targets: Vec<String> = upstream.targets.iter().map(ToString::to_string).collect();
+            println!("upstream:  `{}` [{}]", upstream.name, targets.join(", "));
             let plan = snap.hygiene.plan(&parts.headers, false);
             for (name, reason) in &plan.remove {
                 println!("strip:     {name} ({reason:?})");

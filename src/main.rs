@@ -296,6 +296,10 @@ fn run(path: &Path, upgrade: bool, daemon: bool) -> ExitCode {
     );
     server.add_service(background_service("keys", KeyRefresher::new(keys)));
     server.add_service(background_service(
+        "dns",
+        portcullis::proxy::dns::NameResolver::new(state.clone()),
+    ));
+    server.add_service(background_service(
         "session-store",
         portcullis::proxy::keys::StoreHealth::new(state.clone()),
     ));

@@ -50,8 +50,26 @@ pub static DURATION: LazyLock<HistogramVec> = LazyLock::new(|| {
 pub static UPSTREAM_ERRORS: LazyLock<IntCounterVec> = LazyLock::new(|| {
     counter(
         "portcullis_upstream_errors_total",
-        "Upstream failures, by upstream and kind (connect_refused, connect_timeout, read_timeout, reset, other).",
+        "Upstream failures, by upstream and kind (connect_refused, connect_timeout, read_timeout, reset, no_address, other).",
         &["upstream", "kind"],
+    )
+});
+
+/// Failed lookups of upstream target names, by upstream.
+pub static DNS_FAILURES: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    counter(
+        "portcullis_dns_failures_total",
+        "Failed DNS lookups of upstream target names, by upstream (the last good answer keeps serving).",
+        &["upstream"],
+    )
+});
+
+/// Addresses each upstream balances over now.
+pub static UPSTREAM_ADDRESSES: LazyLock<IntGaugeVec> = LazyLock::new(|| {
+    gauge(
+        "portcullis_upstream_addresses",
+        "Addresses each upstream balances over now (its IP targets and its names' last answers).",
+        &["upstream"],
     )
 });
 
@@ -343,6 +361,8 @@ pub fn init() {
     LazyLock::force(&REQUESTS);
     LazyLock::force(&DURATION);
     LazyLock::force(&UPSTREAM_ERRORS);
+    LazyLock::force(&DNS_FAILURES);
+    LazyLock::force(&UPSTREAM_ADDRESSES);
     LazyLock::force(&OPEN_CONNECTIONS);
     LazyLock::force(&RELOADS);
     LazyLock::force(&STRIPPED);

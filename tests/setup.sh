@@ -20,6 +20,8 @@ portcullis_setup() {
   command -v openssl >/dev/null 2>&1 || need+=(openssl)
   # deploy/check.sh checks the alert rules and the dashboard's PromQL with promtool.
   command -v promtool >/dev/null 2>&1 || need+=(prometheus)
+  # The DNS test starts its own dnsmasq on a loopback port (dnsmasq-base: the binary, no service).
+  command -v dnsmasq >/dev/null 2>&1 || [ -x /usr/sbin/dnsmasq ] || need+=(dnsmasq-base)
   if ((${#need[@]})); then
     local sudo=""
     [ "$(id -u)" -ne 0 ] && sudo=sudo

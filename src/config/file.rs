@@ -73,6 +73,20 @@ pub struct ServerFile {
     /// Limits on what clients send. Every field has a safe default.
     #[serde(default)]
     pub limits: LimitsFile,
+    /// How upstream target names are resolved. Defaults to the system resolver
+    /// (`/etc/resolv.conf` and `/etc/hosts`).
+    #[serde(default)]
+    pub dns: Option<DnsFile>,
+}
+
+/// `server.dns:` the resolver of upstream target names (looked up in the background, never on
+/// the request path; re-resolved at the answer's TTL, within 1s and 5m).
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct DnsFile {
+    /// Name servers, `"IP:port"`, asked over UDP (TCP for long answers) instead of the
+    /// system's; `/etc/hosts` is then not read.
+    pub servers: Vec<String>,
 }
 
 /// `server.limits:` over a limit, the request is answered by the gateway (431, 414, 408) and
@@ -366,13 +380,14 @@ pub struct ClusterFile {
 #[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UpstreamFile {
-    /// Backend addresses, `"IP:port"`, balanced round robin.
+    /// Backends, balanced round robin: `"IP:port"`, or `"name:port"` for a DNS name whose every
+    /// address (A and AAAA) is a target; names are resolved in the background (see `server.dns`).
     pub targets: Vec<String>,
     /// Connect over TLS. Defaults to `false`.
     #[serde(default)]
     pub tls: bool,
     /// TLS: the name sent as SNI and verified against the upstream's certificate. Required with
-    /// `tls: true` (targets are IP addresses).
+    /// `tls: true`.
     #[serde(default)]
     pub sni: Option<String>,
     /// TLS: CA certificates (PEM) the upstream's certificate must chain to. Defaults to the

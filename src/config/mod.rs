@@ -9,6 +9,7 @@ mod cookie_domain;
 pub mod file;
 mod locate;
 pub mod secret;
+mod target;
 mod validate;
 
 use std::collections::BTreeMap;
@@ -25,6 +26,7 @@ use url::Url;
 use crate::routing::Route;
 pub use locate::Position;
 pub use secret::Secret;
+pub use target::Target;
 
 /// A validated configuration.
 #[derive(Debug)]
@@ -85,6 +87,15 @@ pub struct ServerConfig {
     pub upgrade_sock: String,
     /// Limits on what clients send.
     pub limits: Limits,
+    /// How upstream target names are resolved.
+    pub dns: DnsConfig,
+}
+
+/// `server.dns:`
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DnsConfig {
+    /// Name servers asked for upstream target names; empty: the system's (`/etc/resolv.conf`).
+    pub servers: Vec<SocketAddr>,
 }
 
 /// `server.limits:`
@@ -269,8 +280,8 @@ pub struct RedisConfig {
 pub struct UpstreamConfig {
     /// Name, for metrics and logs.
     pub name: Arc<str>,
-    /// Backend addresses.
-    pub targets: Vec<SocketAddr>,
+    /// Backends, in file order: addresses, and names resolved in the background.
+    pub targets: Vec<Target>,
     /// Connection set-up limit.
     pub connect_timeout: Duration,
     /// Per-read limit.

@@ -15,8 +15,9 @@ use url::Url;
 use super::file::{self, FileConfig};
 use super::secret::{self, Secret};
 use super::{
-    Config, IdentityConfig, ProviderConfig, RedisConfig, RedisTopology, ServerConfig, SessionStore,
-    SessionsConfig, TlsListener, TokenEndpointAuth, UpstreamConfig, UpstreamTls,
+    Config, DnsConfig, IdentityConfig, ProviderConfig, RedisConfig, RedisTopology, ServerConfig,
+    SessionStore, SessionsConfig, Target, TlsListener, TokenEndpointAuth, UpstreamConfig,
+    UpstreamTls,
 };
 use crate::routing::{AuthPolicy, HostMatch, MethodSet, PathMatch, Route, RouteMode, normalise};
 
@@ -359,6 +360,7 @@ impl Validator {
             write_timeout,
             max_connections,
         };
+        let dns = self.dns(s.dns.as_ref());
         let admin = admin?;
         let port = admin.port();
         Some(ServerConfig {
@@ -383,6 +385,7 @@ impl Validator {
                 .clone()
                 .unwrap_or_else(|| format!("/tmp/portcullis-{port}.sock")),
             limits,
+            dns,
         })
     }
 
@@ -797,11 +800,17 @@ impl Validator {
             if u.targets.is_empty() {
                 self.err(format!("{base}.targets"), "at least one target is needed");
             }
-            let targets: Vec<SocketAddr> = u
+            let targets: Vec<Target> = u
                 .targets
                 .iter()
                 .enumerate()
-                .filter_map(|(i, t)| self.socket(&format!("{base}.targets[{i}]"), t))
+                .filter_map(|(i, t)| match super::target::parse(t) {
+                    Ok(t) => Some(t),
+                    Err(e) => {
+                        self.err(format!("{base}.targets[{i}]"), e);
+                        None
+                    }
+                })
                 .collect();
             let tls = self.upstream_tls(&base, u);
             let d = |v: &mut Self, key: &str, raw: &Option<String>, secs: u64| {
@@ -826,6 +835,26 @@ impl Validator {
             });
         }
         out
+    }
+
+    /// `server.dns`: absent, the system resolver; else at least one `IP:port` server.
+    fn dns(&mut self, d: Option<&file::DnsFile>) -> DnsConfig {
+        let Some(d) = d else {
+            return DnsConfig::default();
+        };
+        if d.servers.is_empty() {
+            self.err(
+                "server.dns.servers",
+                "at least one server is needed (leave `dns` out for the system resolver)",
+            );
+        }
+        let servers = d
+            .servers
+            .iter()
+            .enumerate()
+            .filter_map(|(i, s)| self.socket(&format!("server.dns.servers[{i}]"), s))
+            .collect();
+        DnsConfig { servers }
     }
 
     fn upstream_tls(&mut self, base: &str, u: &file::UpstreamFile) -> Option<Arc<UpstreamTls>> {

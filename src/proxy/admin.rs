@@ -46,6 +46,12 @@ impl ServeHttp for Admin {
             "/metrics" => {
                 crate::tls::update_expiry_metrics(crate::token::unix_now() as i64);
                 metrics::READY.set(i64::from(not_ready(&self.state.load()).is_none()));
+                for pool in &self.state.load().pools {
+                    let addresses = i64::try_from(pool.targets().len()).unwrap_or(i64::MAX);
+                    metrics::UPSTREAM_ADDRESSES
+                        .with_label_values(&[&pool.config.name])
+                        .set(addresses);
+                }
                 reply(200, "text/plain; version=0.0.4", metrics::render())
             }
             _ => reply(404, text, b"not found\n".to_vec()),
@@ -64,6 +70,21 @@ fn not_ready(snap: &Snapshot) -> Option<String> {
         .is_some_and(|r| !r.is_up());
     if store_down {
         return Some("the Redis session store does not answer".to_owned());
+    }
+    // An upstream with no address while a name of it waits for its first answer (start-up):
+    // not ready. One whose first lookup failed does not hold readiness back: every instance
+    // would fail it alike, and its routes answer 503.
+    let awaiting: Vec<&str> = snap
+        .pools
+        .iter()
+        .filter(|p| p.awaiting_dns())
+        .map(|p| &*p.config.name)
+        .collect();
+    if !awaiting.is_empty() {
+        return Some(format!(
+            "no address yet for upstream(s) {}",
+            awaiting.join(", ")
+        ));
     }
     let missing: Vec<&str> = snap
         .used_providers()

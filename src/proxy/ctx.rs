@@ -28,8 +28,8 @@ pub struct RequestCtx {
     pub client_ip: Option<IpAddr>,
     /// The client is in `trusted_proxies`.
     pub trusted: bool,
-    /// The target in use: (upstream index, target index).
-    pub target: Option<(usize, usize)>,
+    /// The target address in use.
+    pub target: Option<std::net::SocketAddr>,
     /// Bit set of target indexes already tried by this request.
     pub tried: u64,
     /// Why the gateway answered itself, if it did.

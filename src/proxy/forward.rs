@@ -47,17 +47,26 @@ pub(super) async fn proxy(
     else {
         return Error::e_explain(InternalError, "route without an upstream pool");
     };
+    // The addresses now (names resolved in the background): one set for every attempt.
+    let targets = pool.targets();
+    if targets.is_empty() {
+        // Only a name that never resolved leaves an upstream without an address.
+        metrics::UPSTREAM_ERRORS
+            .with_label_values(&[&pool.config.name, "no_address"])
+            .inc();
+        return Error::e_explain(HTTPStatus(503), "upstream has no address yet");
+    }
     let mut head = Some(upstream_head(session, &snap, ctx, true)?);
     let idempotent = session.req_header().method.is_idempotent();
     let mut fresh_only = false;
     loop {
-        let Some((target, addr)) = pool.select(ctx.tried) else {
+        let Some((target, addr)) = pool.select(&targets, ctx.tried) else {
             return Error::e_explain(HTTPStatus(502), "upstream has no targets");
         };
         if target < 64 {
             ctx.tried |= 1 << target;
         }
-        ctx.target = Some((upstream, target));
+        ctx.target = Some(addr);
         let key = pool::Key {
             upstream,
             addr,
@@ -72,9 +81,9 @@ pub(super) async fn proxy(
                 match connector.new_stream(&peer).await {
                     Ok(s) => s,
                     Err(mut e) => {
-                        pool.mark_down(target);
+                        pool.mark_down(&targets, target);
                         count_error(pool, e.etype());
-                        let untried = pool.len() > ctx.tried.count_ones() as usize;
+                        let untried = targets.len() > ctx.tried.count_ones() as usize;
                         if untried && idempotent {
                             tracing::debug!(upstream = %pool.config.name, %addr, error = %e, "connect failed; trying another target");
                             continue;

@@ -17,6 +17,7 @@ pub mod auth;
 pub mod browser;
 pub mod connections;
 pub mod ctx;
+pub mod dns;
 pub mod drain;
 pub mod endpoints;
 pub mod exclusive;
@@ -328,10 +329,7 @@ impl Gateway {
         if !snap.config.server.access_log {
             return;
         }
-        let target = ctx
-            .target
-            .and_then(|(u, t)| snap.pools.get(u).and_then(|p| p.config.targets.get(t)))
-            .map(|a| a.to_string());
+        let target = ctx.target.map(|a| a.to_string());
         access_log::write(&access_log::Entry {
             ts: access_log::now_rfc3339(),
             route,

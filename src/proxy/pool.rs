@@ -27,6 +27,11 @@ pub const MAX_IDLE: Duration = Duration::from_secs(55);
 /// At most this many idle connections per (upstream, target) per shard.
 pub const MAX_PER_KEY: usize = 128;
 
+/// How often a shard closes the expired idle connections of every key: those of an address a
+/// DNS name no longer gives are never taken again, and would otherwise stay open until the
+/// next reload.
+const SWEEP_EVERY: Duration = Duration::from_secs(15);
+
 /// Which connections may be shared: the upstream (its TLS settings) and the target address.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct Key {
@@ -44,11 +49,13 @@ struct Idle {
     since: Instant,
 }
 
-/// A shard's idle connections, and the newest config generation it has seen.
+/// A shard's idle connections, the newest config generation it has seen, and when it last
+/// swept expired connections.
 #[derive(Default)]
 struct Shard {
     generation: u64,
     idle: HashMap<Key, VecDeque<Idle>>,
+    swept: Option<Instant>,
 }
 
 thread_local! {
@@ -74,7 +81,8 @@ pub fn take(key: &Key) -> Option<Stream> {
 
 /// Keeps `stream` for reuse under `key`. Connections of an older config generation than the
 /// newest seen are closed instead (a reload makes new keys: the old ones would never be taken
-/// again), as are those idle past [`MAX_IDLE`] and, beyond [`MAX_PER_KEY`], the oldest.
+/// again), as are those idle past [`MAX_IDLE`] (under every key, each [`SWEEP_EVERY`]) and,
+/// beyond [`MAX_PER_KEY`], the oldest.
 pub fn put(key: Key, stream: Stream) {
     SHARD.with(|shard| {
         let mut shard = shard.borrow_mut();
@@ -86,6 +94,16 @@ pub fn put(key: Key, stream: Stream) {
             shard.idle.retain(|k, _| k.generation >= key.generation);
         }
         let now = Instant::now();
+        if shard
+            .swept
+            .is_none_or(|t| now.duration_since(t) >= SWEEP_EVERY)
+        {
+            shard.swept = Some(now);
+            shard.idle.retain(|_, list| {
+                list.retain(|i| now.duration_since(i.since) < MAX_IDLE);
+                !list.is_empty()
+            });
+        }
         let list = shard.idle.entry(key).or_default();
         while list
             .front()

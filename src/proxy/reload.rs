@@ -14,6 +14,9 @@ use crate::metrics;
 use crate::snapshot::{SharedSnapshot, Snapshot};
 use crate::token::KeyRegistry;
 
+/// Longest a reload waits for the first lookups of new upstream names before swapping in.
+const SETTLE_LIMIT: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// Waits for SIGHUP and reloads `path` into `state`.
 pub struct Reloader {
     path: PathBuf,
@@ -40,6 +43,8 @@ impl Reloader {
                 // A new provider's keys are fetched before the swap, so no request meets a
                 // provider without keys (each fetch is bounded by the client's timeout).
                 snapshot.prefetch_keys().await;
+                // Likewise a new upstream name gets its first answer (or fails) first.
+                crate::upstream::dns::settle(&snapshot.pools, SETTLE_LIMIT).await;
                 let old = self.state.load();
                 if old.config.server.listen != snapshot.config.server.listen
                     || old.config.server.admin != snapshot.config.server.admin

@@ -209,13 +209,13 @@ fn cases() -> Vec<Case> {
     });
 
     let yaml = format!(
-        "{SERVER}upstreams:\n  app:\n    targets:\n      - \"127.0.0.1:18082\"\n      - \"localhost:80\"\nroutes:\n  - name: web\n    upstream: app\n    auth: public\n"
+        "{SERVER}upstreams:\n  app:\n    targets:\n      - \"127.0.0.1:18082\"\n      - \"app internal:80\"\nroutes:\n  - name: web\n    upstream: app\n    auth: public\n"
     );
     cases.push(Case {
         name: "bad upstream target",
         expect: vec![expect(
-            "not an IP:port",
-            line_of(&yaml, "localhost:80"),
+            "neither an IP:port",
+            line_of(&yaml, "app internal:80"),
             Some("upstreams.app.targets[1]"),
         )],
         exact_count: Some(1),
@@ -248,7 +248,7 @@ fn cases() -> Vec<Case> {
     cases.push(Case {
         name: "several semantic errors, all reported",
         expect: vec![
-            expect("not an IP:port", line_of(&yaml, "not-an-address"), None),
+            expect("has no port", line_of(&yaml, "not-an-address"), None),
             expect(
                 "unknown upstream `nope`",
                 line_of(&yaml, "upstream: nope"),

@@ -84,6 +84,16 @@ impl EchoBackend {
         Self { addr, state, task }
     }
 
+    /// Starts a backend on `addr` (say another loopback address, with the port of a backend
+    /// on 127.0.0.1), or says why it cannot bind there.
+    pub async fn start_on(name: &str, addr: SocketAddr) -> std::io::Result<Self> {
+        let listener = TcpListener::bind(addr).await?;
+        let addr = listener.local_addr()?;
+        let state = Arc::new(State::default());
+        let task = tokio::spawn(accept_loop(listener, name.to_string(), state.clone()));
+        Ok(Self { addr, state, task })
+    }
+
     /// Where it listens.
     pub fn addr(&self) -> SocketAddr {
         self.addr

@@ -6,7 +6,7 @@ use pingora::apps::http_app::ServeHttp;
 use pingora::protocols::http::ServerSession;
 
 use crate::metrics;
-use crate::snapshot::SharedSnapshot;
+use crate::snapshot::{SharedSnapshot, Snapshot};
 use crate::token::KeyState;
 
 /// Answers the admin endpoints.
@@ -31,6 +31,26 @@ fn reply(status: u16, content_type: &str, body: Vec<u8>) -> Response<Vec<u8>> {
         .unwrap_or_default()
 }
 
+/// Why `snap` cannot serve yet (`None`: ready). Ready: a valid config is compiled and serving
+/// (holding a snapshot means that), every provider a protected route uses has keys — stale ones
+/// count: they serve — and the Redis session store, when used, answers.
+pub fn not_ready(snap: &Snapshot) -> Option<String> {
+    let store_down = snap
+        .store
+        .as_ref()
+        .and_then(|s| s.redis())
+        .is_some_and(|r| !r.is_up());
+    if store_down {
+        return Some("the Redis session store does not answer".into());
+    }
+    let missing: Vec<&str> = snap
+        .used_providers()
+        .filter(|p| p.settings.source.state() == KeyState::Missing)
+        .map(|p| &*p.settings.name)
+        .collect();
+    (!missing.is_empty()).then(|| format!("no keys yet for provider(s) {}", missing.join(", ")))
+}
+
 #[async_trait]
 impl ServeHttp for Admin {
     async fn response(&self, session: &mut ServerSession) -> Response<Vec<u8>> {
@@ -40,36 +60,10 @@ impl ServeHttp for Admin {
             "/healthz" => reply(200, text, b"ok\n".to_vec()),
             // Ready: a valid config is loaded and compiled. Later capabilities add key and store
             // state here.
-            "/readyz" => {
-                // A valid config is compiled and serving (holding a snapshot means that), and
-                // every provider a protected route uses has keys — stale ones count: they serve.
-                let snap = self.state.load();
-                let missing: Vec<&str> = snap
-                    .used_providers()
-                    .filter(|p| p.settings.source.state() == KeyState::Missing)
-                    .map(|p| &*p.settings.name)
-                    .collect();
-                let store_down = snap
-                    .store
-                    .as_ref()
-                    .and_then(|s| s.redis())
-                    .is_some_and(|r| !r.is_up());
-                if store_down {
-                    reply(
-                        503,
-                        text,
-                        b"not ready: the Redis session store does not answer\n".to_vec(),
-                    )
-                } else if missing.is_empty() {
-                    reply(200, text, b"ready\n".to_vec())
-                } else {
-                    let body = format!(
-                        "not ready: no keys yet for provider(s) {}\n",
-                        missing.join(", ")
-                    );
-                    reply(503, text, body.into_bytes())
-                }
-            }
+            "/readyz" => match not_ready(&self.state.load()) {
+                None => reply(200, text, b"ready\n".to_vec()),
+                Some(why) => reply(503, text, format!("not ready: {why}\n").into_bytes()),
+            },
             "/metrics" => {
                 crate::tls::update_expiry_metrics(crate::token::unix_now() as i64);
                 reply(200, "text/plain; version=0.0.4", metrics::render())

@@ -17,6 +17,7 @@ mod http2_abuse;
 mod idp_smoke;
 mod instances;
 mod limits;
+mod logs;
 mod paths;
 mod protocols;
 mod reload;

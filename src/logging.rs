@@ -59,6 +59,7 @@ pub fn init(format: LogFormat) {
             .try_init(),
         // Flattened: `message` and the event's fields at the top level, beside `level`.
         LogFormat::Json => builder
+            .with_ansi(false)
             .json()
             .flatten_event(true)
             .with_current_span(false)

@@ -95,6 +95,16 @@ impl Answer {
         }
     }
 
+    /// Logs this answer as a refusal of a request to `route`, unless it is a 403: those (the
+    /// route's rules said no) are logged where they were decided, with the user.
+    pub fn log_refusal(&self, route: &Route) {
+        let status = self.status();
+        if status != 403 {
+            let reason = self.reason();
+            tracing::info!(route = %route.name, reason, status, "request refused");
+        }
+    }
+
     /// The session store cannot be reached: 503.
     pub fn store_down() -> Self {
         Answer::Json {

@@ -659,14 +659,20 @@ async fn forward_auth(
         }
         AuthPolicy::Bearer => match browser::bearer(snap, route, &original, &path, None).await {
             Ok(p) => p,
-            Err(answer) => return answer,
+            Err(answer) => {
+                answer.log_refusal(route);
+                return answer;
+            }
         },
         AuthPolicy::Session | AuthPolicy::SessionOrBearer => {
             match browser::authenticate(refreshes, snap, route, &original, &path, None, false, now)
                 .await
             {
                 Ok(p) => p,
-                Err(answer) => return answer,
+                Err(answer) => {
+                    answer.log_refusal(route);
+                    return answer;
+                }
             }
         }
     };

@@ -120,13 +120,7 @@ impl Gateway {
                 None
             }
             Err(answer) => {
-                // A 403 (the route's rules said no) was logged where it was decided, with the
-                // user; the others have no verified user to name.
-                let status = answer.status();
-                if status != 403 {
-                    let reason = answer.reason();
-                    tracing::info!(route = %route.name, reason, status, "request refused");
-                }
+                answer.log_refusal(route);
                 Some(answer)
             }
         }

@@ -19,6 +19,7 @@ pub mod access_log;
 pub mod assertion;
 pub mod config;
 pub mod identity;
+pub mod logging;
 pub mod metrics;
 pub mod oidc;
 pub mod policy;

@@ -20,7 +20,7 @@ use portcullis::proxy::keys::KeyRefresher;
 use portcullis::proxy::reload::Reloader;
 use portcullis::snapshot::Snapshot;
 use portcullis::token::KeyRegistry;
-use portcullis::{access_log, metrics};
+use portcullis::{access_log, logging, metrics};
 
 mod explain;
 
@@ -82,7 +82,12 @@ fn main() -> ExitCode {
     // pingora would otherwise install ring's when it builds its first TLS config.
     let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
     let cli = Cli::parse();
-    init_tracing();
+    // `run` logs in the config's format from its first line; the other commands print text.
+    let format = match &cli.command {
+        Command::Run { config, .. } => logging::format_of(config),
+        _ => config::LogFormat::Text,
+    };
+    logging::init(format);
     match cli.command {
         Command::Run {
             config,
@@ -107,16 +112,6 @@ fn main() -> ExitCode {
             ExitCode::SUCCESS
         }
     }
-}
-
-fn init_tracing() {
-    let filter = tracing_subscriber::EnvFilter::try_from_env("PORTCULLIS_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
 }
 
 fn load_or_report(path: &Path) -> Option<Config> {
@@ -307,6 +302,10 @@ fn run(path: &Path, upgrade: bool, daemon: bool) -> ExitCode {
     server.add_service(admin_service);
     server.add_service(reloader);
     server.add_service(background_service("drain", portcullis::proxy::drain::Drain));
+    server.add_service(background_service(
+        "ready",
+        portcullis::proxy::ready::ReadyLog::new(state.clone()),
+    ));
     let tls_addrs: Vec<_> = tls_listen.iter().map(|(a, _)| *a).collect();
     tracing::info!(listen = ?listen, tls = ?tls_addrs, %admin, "portcullis starting");
     server.run_forever()

@@ -64,6 +64,10 @@ pub struct ServerFile {
     /// The access log: `stdout` (one JSON line per request) or `off`. Defaults to `stdout`.
     #[serde(default)]
     pub access_log: Option<AccessLogFile>,
+    /// The operational log on standard error: `text` (one line per event) or `json` (one JSON
+    /// object per event). Read at start-up; a reload keeps the format. Defaults to `text`.
+    #[serde(default)]
+    pub log_format: Option<LogFormatFile>,
     /// pingora's pid file. Defaults to `/tmp/portcullis-<admin port>.pid`.
     #[serde(default)]
     pub pid_file: Option<String>,
@@ -184,6 +188,16 @@ pub enum AccessLogFile {
     Stdout,
     /// No access log.
     Off,
+}
+
+/// `server.log_format:`
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormatFile {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per event: `timestamp`, `level`, `message`, the event's fields, `target`.
+    Json,
 }
 
 /// `providers.<name>:` an OpenID Connect provider (by discovery from `issuer`) or a plain OAuth 2.0
@@ -440,6 +454,10 @@ pub struct IdentityFile {
     /// Header carrying a short-lived JWT signed by the gateway. Optional.
     #[serde(default)]
     pub assertion: Option<String>,
+    /// `none` or the header carrying the session's ID token (`Authorization` sends it as
+    /// `Bearer <token>`), on requests a session authenticated. Defaults to `none`.
+    #[serde(default)]
+    pub id_token: Option<String>,
 }
 
 /// One entry of `routes:`.

@@ -81,6 +81,8 @@ pub struct ServerConfig {
     pub h2c: bool,
     /// Write one JSON access-log line per request to stdout.
     pub access_log: bool,
+    /// The operational log's format (read by `main` before the config is loaded).
+    pub log_format: LogFormat,
     /// pingora's pid file.
     pub pid_file: String,
     /// pingora's graceful-upgrade socket.
@@ -96,6 +98,16 @@ pub struct ServerConfig {
 pub struct DnsConfig {
     /// Name servers asked for upstream target names; empty: the system's (`/etc/resolv.conf`).
     pub servers: Vec<SocketAddr>,
+}
+
+/// `server.log_format:`
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    #[default]
+    Text,
+    /// One JSON object per event.
+    Json,
 }
 
 /// `server.limits:`
@@ -332,6 +344,8 @@ pub struct IdentityConfig {
     pub access_token: Option<HeaderName>,
     /// Signed identity assertion header.
     pub assertion: Option<HeaderName>,
+    /// The session's ID token header.
+    pub id_token: Option<HeaderName>,
 }
 
 impl IdentityConfig {
@@ -342,6 +356,7 @@ impl IdentityConfig {
             .chain(self.extra_claims.iter().map(|(h, _)| h))
             .chain(self.access_token.iter())
             .chain(self.assertion.iter())
+            .chain(self.id_token.iter())
     }
 }
 

@@ -376,6 +376,10 @@ impl Validator {
             drain_timeout,
             h2c: s.h2c.unwrap_or(true),
             access_log: s.access_log != Some(file::AccessLogFile::Off),
+            log_format: match s.log_format {
+                Some(file::LogFormatFile::Json) => super::LogFormat::Json,
+                None | Some(file::LogFormatFile::Text) => super::LogFormat::Text,
+            },
             pid_file: s
                 .pid_file
                 .clone()
@@ -961,6 +965,23 @@ impl Validator {
             .assertion
             .as_deref()
             .and_then(|h| self.header("identity.assertion", h));
+        let id_token = match i.id_token.as_deref() {
+            None | Some("none") => None,
+            Some(h) => self.header("identity.id_token", h),
+        };
+        let clash = id_token.as_ref().filter(|h| {
+            [&user, &email, &groups, &access_token, &assertion]
+                .into_iter()
+                .flatten()
+                .chain(extra_claims.iter().map(|(n, _)| n))
+                .any(|other| other == *h)
+        });
+        if let Some(h) = clash {
+            self.err(
+                "identity.id_token",
+                format!("`{h}` already carries another identity header"),
+            );
+        }
         Some(IdentityConfig {
             user: user?,
             email: email?,
@@ -968,6 +989,7 @@ impl Validator {
             extra_claims,
             access_token,
             assertion,
+            id_token,
         })
     }
 

@@ -103,6 +103,7 @@ mod tests {
             ],
             access_token: None,
             assertion: None,
+            id_token: None,
         }
     }
 

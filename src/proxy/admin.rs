@@ -31,6 +31,42 @@ fn reply(status: u16, content_type: &str, body: Vec<u8>) -> Response<Vec<u8>> {
         .unwrap_or_default()
 }
 
+/// Why `snap` cannot serve yet (`None`: ready). Ready: a valid config is compiled and serving
+/// (holding a snapshot means that), every provider a protected route uses has keys — stale ones
+/// count: they serve —, the Redis session store, when used, answers, and no upstream still waits
+/// for its first DNS answer.
+pub fn not_ready(snap: &Snapshot) -> Option<String> {
+    let store_down = snap
+        .store
+        .as_ref()
+        .and_then(|s| s.redis())
+        .is_some_and(|r| !r.is_up());
+    if store_down {
+        return Some("the Redis session store does not answer".into());
+    }
+    // An upstream with no address while a name of it waits for its first answer (start-up):
+    // not ready. One whose first lookup failed does not hold readiness back: every instance
+    // would fail it alike, and its routes answer 503.
+    let awaiting: Vec<&str> = snap
+        .pools
+        .iter()
+        .filter(|p| p.awaiting_dns())
+        .map(|p| &*p.config.name)
+        .collect();
+    if !awaiting.is_empty() {
+        return Some(format!(
+            "no address yet for upstream(s) {}",
+            awaiting.join(", ")
+        ));
+    }
+    let missing: Vec<&str> = snap
+        .used_providers()
+        .filter(|p| p.settings.source.state() == KeyState::Missing)
+        .map(|p| &*p.settings.name)
+        .collect();
+    (!missing.is_empty()).then(|| format!("no keys yet for provider(s) {}", missing.join(", ")))
+}
+
 #[async_trait]
 impl ServeHttp for Admin {
     async fn response(&self, session: &mut ServerSession) -> Response<Vec<u8>> {
@@ -57,39 +93,4 @@ impl ServeHttp for Admin {
             _ => reply(404, text, b"not found\n".to_vec()),
         }
     }
-}
-
-/// Why the gateway is not ready, or `None` when it is. A valid config is compiled and serving
-/// (holding a snapshot means that); it also needs every provider a protected route uses to have
-/// keys — stale ones count: they serve — and the Redis session store, if any, to answer.
-fn not_ready(snap: &Snapshot) -> Option<String> {
-    let store_down = snap
-        .store
-        .as_ref()
-        .and_then(|s| s.redis())
-        .is_some_and(|r| !r.is_up());
-    if store_down {
-        return Some("the Redis session store does not answer".to_owned());
-    }
-    // An upstream with no address while a name of it waits for its first answer (start-up):
-    // not ready. One whose first lookup failed does not hold readiness back: every instance
-    // would fail it alike, and its routes answer 503.
-    let awaiting: Vec<&str> = snap
-        .pools
-        .iter()
-        .filter(|p| p.awaiting_dns())
-        .map(|p| &*p.config.name)
-        .collect();
-    if !awaiting.is_empty() {
-        return Some(format!(
-            "no address yet for upstream(s) {}",
-            awaiting.join(", ")
-        ));
-    }
-    let missing: Vec<&str> = snap
-        .used_providers()
-        .filter(|p| p.settings.source.state() == KeyState::Missing)
-        .map(|p| &*p.settings.name)
-        .collect();
-    (!missing.is_empty()).then(|| format!("no keys yet for provider(s) {}", missing.join(", ")))
 }

@@ -124,7 +124,11 @@ pub async fn bearer<'r>(
         method: &req.method,
         path,
     };
-    match route.policy.evaluate(&facts, &verified.claims) {
+    let verdict = route.policy.evaluate(&facts, &verified.claims);
+    if let Verdict::Deny(denial) = &verdict {
+        refused(snap, route, &verified.claims, denial.reason.as_str());
+    }
+    match verdict {
         Verdict::Allow { .. } => Ok((verified, token)),
         Verdict::Deny(denial) if denial.reason == DenyReason::InsufficientScope => {
             let scope = denial.missing_scopes.join(" ");
@@ -148,6 +152,23 @@ pub async fn bearer<'r>(
             reason: denial.reason.as_str(),
         }),
     }
+}
+
+/// Logs a request the route's rules refused (403): who, where, why.
+pub fn refused(
+    snap: &Snapshot,
+    route: &Route,
+    claims: &serde_json::Map<String, serde_json::Value>,
+    reason: &str,
+) {
+    let user = crate::logging::user_of(claims, super::user_claim(snap, route));
+    tracing::info!(
+        route = %route.name,
+        user = %crate::logging::LoggedUser(user),
+        reason,
+        status = 403,
+        "request refused"
+    );
 }
 
 /// Counts one decision.

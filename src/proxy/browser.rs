@@ -85,6 +85,26 @@ impl Answer {
         }
     }
 
+    /// The HTTP status of the answer.
+    pub fn status(&self) -> u16 {
+        match self {
+            Answer::Json { denied, .. } => denied.status,
+            Answer::Redirect { .. } => 302,
+            Answer::Document { .. } | Answer::Allowed { .. } => 200,
+            Answer::Html { status, .. } => *status,
+        }
+    }
+
+    /// Logs this answer as a refusal of a request to `route`, unless it is a 403: those (the
+    /// route's rules said no) are logged where they were decided, with the user.
+    pub fn log_refusal(&self, route: &Route) {
+        let status = self.status();
+        if status != 403 {
+            let reason = self.reason();
+            tracing::info!(route = %route.name, reason, status, "request refused");
+        }
+    }
+
     /// The session store cannot be reached: 503.
     pub fn store_down() -> Self {
         Answer::Json {
@@ -117,6 +137,8 @@ pub struct Passed {
     pub identity: Arc<Verified>,
     /// The access token, for routes that pass it on.
     pub access_token: Option<String>,
+    /// The session's ID token, when `identity.id_token` sends it on (never for a bearer token).
+    pub id_token: Option<String>,
     /// `Set-Cookie` values for the response (a refreshed or touched session).
     pub cookies: Vec<String>,
     /// The session id, when a session authenticated the request.
@@ -305,6 +327,7 @@ pub async fn bearer(
         Ok((identity, token)) => Ok(Passed {
             identity,
             access_token: route.access_token.is_some().then(|| token.to_owned()),
+            id_token: None,
             cookies: Vec::new(),
             sid: None,
         }),
@@ -427,6 +450,7 @@ pub async fn authenticate(
     };
     if let Verdict::Deny(denial) = route.policy.evaluate(&facts, &claims) {
         let reason = denial.reason.as_str();
+        auth::refused(snap, route, &claims, reason);
         if redirects && is_navigation(&req.method, &req.headers) {
             return Err(Answer::Html {
                 status: 403,
@@ -460,6 +484,11 @@ pub async fn authenticate(
         }),
         access_token: if route.access_token.is_some() {
             session.access_token.take()
+        } else {
+            None
+        },
+        id_token: if snap.config.identity.id_token.is_some() {
+            session.id_token.take()
         } else {
             None
         },

@@ -38,6 +38,12 @@ pub struct RequestCtx {
     pub identity: Option<Arc<Verified>>,
     /// The raw access token, kept only when the route passes it upstream.
     pub access_token: Option<String>,
+    /// The session's ID token, kept only when `identity.id_token` sends it upstream.
+    pub id_token: Option<String>,
+    /// When the upstream request began (the first target's pooled pick or connect).
+    pub upstream_started: Option<Instant>,
+    /// From `upstream_started` to the upstream's (final) response head.
+    pub upstream_head: Option<std::time::Duration>,
     /// The gateway endpoint served (`start`, `callback`, …), for metrics and logs.
     pub endpoint: Option<&'static str>,
     /// `Set-Cookie` values to add to the response (a refreshed or touched session).
@@ -69,6 +75,9 @@ impl RequestCtx {
             refusal: None,
             identity: None,
             access_token: None,
+            id_token: None,
+            upstream_started: None,
+            upstream_head: None,
             endpoint: None,
             set_cookies: Vec::new(),
             sid: None,

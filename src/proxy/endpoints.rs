@@ -14,12 +14,14 @@ use serde_json::{Value, json};
 use super::browser::{self, Answer, base_url, begin_sign_in, checked_return, redirect_uri};
 use super::respond::{self, Extras, escape_html};
 use super::{RequestCtx, auth};
+use crate::logging::{LoggedUser, user_of};
 use crate::metrics;
+use crate::policy::lookup_claim;
 use crate::routing::{AuthPolicy, normalise, normalise_host};
-use crate::session::Cookies;
 use crate::session::redis::{StoreError, index_entry};
 use crate::session::revoked;
 use crate::session::store::{Loaded, live};
+use crate::session::{Cookies, SessionData};
 use crate::signin::refresh::Refreshes;
 use crate::snapshot::Snapshot;
 use crate::token::unix_now;
@@ -349,7 +351,12 @@ async fn callback(snap: &Snapshot, req: &Parts, trusted: bool, now: u64) -> Answ
                 }
             }
             count_sign_in(&provider.name, "success");
-            tracing::info!(provider = %provider.name, "signed in");
+            tracing::info!(
+                provider = %provider.name,
+                user = %session_user(snap, &session),
+                route = route_of(snap, req, &pending.rd),
+                "signed in"
+            );
             Answer::Redirect {
                 location: pending.rd,
                 cookies,
@@ -379,6 +386,38 @@ async fn callback(snap: &Snapshot, req: &Parts, trusted: bool, now: u64) -> Answ
             }
         }
     }
+}
+
+/// The user of `session` for logs: its provider's user claim.
+fn session_user<'s>(snap: &Snapshot, session: &'s SessionData) -> LoggedUser<'s> {
+    let claim = snap
+        .config
+        .providers
+        .get(&session.provider)
+        .map_or("sub", |p| p.user_claim.as_str());
+    LoggedUser(user_of(&session.claims, claim))
+}
+
+/// The name of the route a return URL (a path on the request's host, or an absolute URL)
+/// leads to, for logs; `none` when no route takes it.
+fn route_of<'s>(snap: &'s Snapshot, req: &Parts, rd: &str) -> &'s str {
+    let (host, path) = match url::Url::parse(rd) {
+        Ok(url) => (url.host_str().map(str::to_owned), url.path().to_owned()),
+        Err(_) => (
+            req.headers
+                .get(header::HOST)
+                .and_then(|h| h.to_str().ok())
+                .map(str::to_owned),
+            rd.split(['?', '#']).next().unwrap_or("/").to_owned(),
+        ),
+    };
+    let host = normalise_host(host.as_deref().unwrap_or(""));
+    let index = normalise(&path)
+        .ok()
+        .and_then(|p| snap.router.resolve_index(&Method::GET, &host, &p.path));
+    index
+        .and_then(|i| snap.router.routes().get(i))
+        .map_or("none", |r| &r.name)
 }
 
 fn count_sign_in(provider: &str, result: &str) {
@@ -488,7 +527,12 @@ async fn sign_out(
         tracing::warn!(error = %e, "sign-out: the stored session could not be deleted");
         return Answer::store_down();
     }
-    tracing::info!(provider = %session.provider, "signed out");
+    tracing::info!(
+        provider = %session.provider,
+        user = %session_user(snap, &session),
+        route = route_of(snap, req, &rd),
+        "signed out"
+    );
     let provider = snap
         .provider_index(&session.provider)
         .and_then(|i| snap.sign_in(i));
@@ -615,25 +659,30 @@ async fn forward_auth(
         }
         AuthPolicy::Bearer => match browser::bearer(snap, route, &original, &path, None).await {
             Ok(p) => p,
-            Err(answer) => return answer,
+            Err(answer) => {
+                answer.log_refusal(route);
+                return answer;
+            }
         },
         AuthPolicy::Session | AuthPolicy::SessionOrBearer => {
             match browser::authenticate(refreshes, snap, route, &original, &path, None, false, now)
                 .await
             {
                 Ok(p) => p,
-                Err(answer) => return answer,
+                Err(answer) => {
+                    answer.log_refusal(route);
+                    return answer;
+                }
             }
         }
     };
     auth::count(&route.name, Ok(()));
-    match super::identity_headers_for(
-        snap,
-        route,
-        &passed.identity,
-        passed.access_token.as_deref(),
-        passed.sid.as_deref(),
-    ) {
+    let tokens = super::Tokens {
+        access: passed.access_token.as_deref(),
+        id: passed.id_token.as_deref(),
+    };
+    match super::identity_headers_for(snap, route, &passed.identity, tokens, passed.sid.as_deref())
+    {
         Ok(headers) => Answer::Allowed {
             headers,
             cookies: passed.cookies,
@@ -655,7 +704,11 @@ async fn backchannel_logout(snap: &Snapshot, form: &[(String, String)], now: u64
         metrics::BACKCHANNEL_LOGOUTS
             .with_label_values(&[reason])
             .inc();
-        tracing::info!(reason, "back-channel logout refused");
+        tracing::info!(
+            reason,
+            route = "backchannel_logout",
+            "back-channel logout refused"
+        );
         Answer::Json {
             denied: auth::Denied {
                 status: 400,
@@ -708,6 +761,15 @@ async fn backchannel_logout(snap: &Snapshot, form: &[(String, String)], now: u64
         return Answer::internal();
     };
     let name = provider.name.to_string();
+    // The provider's user claim, when the logout token carries it (usually only `sub` does).
+    let claim = snap
+        .config
+        .providers
+        .get(&name)
+        .map(|p| p.user_claim.as_str())
+        .filter(|c| lookup_claim(&claims, c).is_some())
+        .unwrap_or("sub");
+    let user = LoggedUser(user_of(&claims, claim));
     let entries: Vec<(&str, &str)> = [("sid", sid), ("sub", sub)]
         .into_iter()
         .filter_map(|(k, v)| Some((k, v?)))
@@ -717,7 +779,13 @@ async fn backchannel_logout(snap: &Snapshot, form: &[(String, String)], now: u64
             // A `sid` names one provider session; a `sub` without `sid` every session of the user.
             let (kind, value) = entries[0];
             match redis.end_indexed(&index_entry(&name, kind, value)).await {
-                Ok(n) => tracing::info!(provider = %name, sessions = n, "back-channel logout"),
+                Ok(n) => tracing::info!(
+                    provider = %name,
+                    user = %user,
+                    route = "backchannel_logout",
+                    sessions = n,
+                    "back-channel logout"
+                ),
                 Err(e) => {
                     metrics::BACKCHANNEL_LOGOUTS
                         .with_label_values(&["store_unavailable"])
@@ -730,7 +798,12 @@ async fn backchannel_logout(snap: &Snapshot, form: &[(String, String)], now: u64
         None => {
             let (kind, value) = entries[0];
             revoked::revoke(&name, kind, value, now, now + sessions.lifetime.as_secs());
-            tracing::info!(provider = %name, "back-channel logout (this instance)");
+            tracing::info!(
+                provider = %name,
+                user = %user,
+                route = "backchannel_logout",
+                "back-channel logout (this instance)"
+            );
         }
     }
     metrics::BACKCHANNEL_LOGOUTS

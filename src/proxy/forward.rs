@@ -59,6 +59,7 @@ pub(super) async fn proxy(
     let mut head = Some(upstream_head(session, &snap, ctx, true)?);
     let idempotent = session.req_header().method.is_idempotent();
     let mut fresh_only = false;
+    ctx.upstream_started = Some(std::time::Instant::now());
     loop {
         let Some((target, addr)) = pool.select(&targets, ctx.tried) else {
             return Error::e_explain(HTTPStatus(502), "upstream has no targets");
@@ -247,6 +248,7 @@ async fn exchange(
                             continue;
                         }
                         response_started = true;
+                        ctx.upstream_head = ctx.upstream_started.map(|t| t.elapsed());
                         strip_hop_by_hop(&mut resp);
                         if h1_downstream {
                             frame_for_h1(&mut resp, &session.req_header().method, end);

@@ -26,6 +26,7 @@ mod frames;
 mod http2;
 pub mod keys;
 mod pool;
+pub mod ready;
 pub mod reload;
 pub mod respond;
 
@@ -113,13 +114,14 @@ impl Gateway {
         match outcome {
             Ok(passed) => {
                 ctx.access_token = passed.access_token;
+                ctx.id_token = passed.id_token;
                 ctx.identity = Some(passed.identity);
                 ctx.set_cookies = passed.cookies;
                 ctx.sid = passed.sid;
                 None
             }
             Err(answer) => {
-                tracing::info!(route = %route.name, reason = answer.reason(), "request refused");
+                answer.log_refusal(route);
                 Some(answer)
             }
         }
@@ -330,6 +332,11 @@ impl Gateway {
             return;
         }
         let target = ctx.target.map(|a| a.to_string());
+        let route_ref = ctx.route.and_then(|i| snap.router.routes().get(i));
+        let user = route_ref
+            .zip(ctx.identity.as_deref())
+            .and_then(|(r, id)| crate::logging::user_of(&id.claims, user_claim(snap, r)));
+        let head = session.response_written().map_or(0, head_bytes);
         access_log::write(&access_log::Entry {
             ts: access_log::now_rfc3339(),
             route,
@@ -338,10 +345,18 @@ impl Gateway {
             path: ctx.rewritten_path.as_deref().unwrap_or(req.uri.path()),
             status,
             duration_ms: elapsed.as_secs_f64() * 1000.0,
+            upstream_ms: ctx.upstream_head.map(|d| d.as_secs_f64() * 1000.0),
+            bytes_sent: (head + session.body_bytes_sent()) as u64,
             upstream: target,
             client: ctx.client_ip.map(|ip| ip.to_string()),
             reason: ctx.refusal,
             request_id: ctx.request_id.as_ref().and_then(|v| v.to_str().ok()),
+            user: user.as_deref(),
+            user_agent: req
+                .headers
+                .get(header::USER_AGENT)
+                .and_then(|v| v.to_str().ok())
+                .map(|v| access_log::bounded(v, access_log::MAX_USER_AGENT)),
         });
     }
 }
@@ -577,39 +592,64 @@ fn set_identity(req: &mut RequestHeader, ctx: &mut RequestCtx) -> Result<()> {
     let Some(identity) = &ctx.identity else {
         return Error::e_explain(InternalError, "protected route without identity");
     };
-    let (token, sid) = (ctx.access_token.as_deref(), ctx.sid.as_deref());
-    for (name, value) in identity_headers_for(snap, route, identity, token, sid)? {
+    let tokens = Tokens {
+        access: ctx.access_token.as_deref(),
+        id: ctx.id_token.as_deref(),
+    };
+    for (name, value) in identity_headers_for(snap, route, identity, tokens, ctx.sid.as_deref())? {
         req.insert_header(name, value)?;
     }
     Ok(())
 }
 
+/// The raw tokens a request's identity came with, for the routes that pass them on.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct Tokens<'a> {
+    /// The access token (kept only when the route passes it on).
+    pub access: Option<&'a str>,
+    /// The session's ID token (kept only when `identity.id_token` is set).
+    pub id: Option<&'a str>,
+}
+
+/// `token` as the value of header `name`: `Bearer <token>` in `Authorization`, else as is.
+fn token_value(name: &HeaderName, token: &str, what: &'static str) -> Result<HeaderValue> {
+    let value = if *name == header::AUTHORIZATION {
+        format!("Bearer {token}")
+    } else {
+        token.to_owned()
+    };
+    HeaderValue::from_str(&value).or_err(InternalError, what)
+}
+
 /// The identity headers of `identity` on `route`: claims, the access token when the route
-/// passes it on, and the signed assertion when configured.
+/// passes it on, the session's ID token when `identity.id_token` asks for it, and the signed
+/// assertion when configured.
 pub(crate) fn identity_headers_for(
     snap: &Snapshot,
     route: &Route,
     identity: &Verified,
-    access_token: Option<&str>,
+    tokens: Tokens<'_>,
     sid: Option<&str>,
 ) -> Result<Vec<(HeaderName, HeaderValue)>> {
     let provider = route
         .provider
         .and_then(|i| snap.config.providers.values().nth(i));
     let names = ClaimNames {
-        user: provider.map_or("sub", |p| p.user_claim.as_str()),
+        user: user_claim(snap, route),
         groups: provider.map_or("groups", |p| p.groups_claim.as_str()),
     };
     let mut out = identity_headers(&snap.config.identity, names, &identity.claims);
-    if let (Some(name), Some(token)) = (&route.access_token, access_token) {
-        let value = if *name == header::AUTHORIZATION {
-            format!("Bearer {token}")
-        } else {
-            token.to_owned()
-        };
-        let value =
-            HeaderValue::from_str(&value).or_err(InternalError, "token as a header value")?;
-        out.push((name.clone(), value));
+    if let (Some(name), Some(token)) = (&route.access_token, tokens.access) {
+        out.push((
+            name.clone(),
+            token_value(name, token, "token as a header value")?,
+        ));
+    }
+    if let (Some(name), Some(token)) = (&snap.config.identity.id_token, tokens.id) {
+        out.push((
+            name.clone(),
+            token_value(name, token, "ID token as a header value")?,
+        ));
     }
     if let (Some(name), Some(signer)) = (&snap.config.identity.assertion, &snap.assertion) {
         let audience = snap
@@ -628,6 +668,26 @@ pub(crate) fn identity_headers_for(
         }
     }
     Ok(out)
+}
+
+/// The name of the claim that says who the user of `route` is (`sub` unless its provider says).
+pub(crate) fn user_claim<'s>(snap: &'s Snapshot, route: &Route) -> &'s str {
+    route
+        .provider
+        .and_then(|i| snap.config.providers.values().nth(i))
+        .map_or("sub", |p| p.user_claim.as_str())
+}
+
+/// The size of `resp` as an HTTP/1.1 head: status line, header lines, blank line (what pingora
+/// writes on an HTTP/1.1 connection, with the headers it added itself).
+fn head_bytes(resp: &ResponseHeader) -> usize {
+    let reason = resp.get_reason_phrase().map_or(0, str::len);
+    let lines: usize = resp
+        .headers
+        .iter()
+        .map(|(name, value)| name.as_str().len() + 2 + value.len() + 2)
+        .sum();
+    "HTTP/1.1 200 \r\n".len() + reason + lines + 2
 }
 
 /// The identity claims an assertion carries: the user (as `sub`), email, names and groups.

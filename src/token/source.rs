@@ -159,15 +159,41 @@ impl KeySource {
         }
         let outcome = self.fetch().await;
         let name = self.id.name.as_str();
+        let before = self.state();
         let (next, count) = match outcome {
             Ok((count, max_age)) => {
+                if before == KeyState::Missing {
+                    let issuer = self.metadata.load().issuer.clone();
+                    tracing::info!(
+                        provider = name,
+                        issuer = issuer.as_deref().unwrap_or("-"),
+                        keys = count,
+                        "provider keys loaded"
+                    );
+                }
                 let every = max_age
                     .unwrap_or(DEFAULT_REFRESH)
                     .clamp(MIN_REFRESH, MAX_REFRESH);
                 (every, Some(count))
             }
-            Err(e) => {
-                tracing::warn!(provider = name, error = %e, "key refresh failed; keeping the previous keys");
+            Err(failed) => {
+                let url = failed.url.as_ref().map_or("-", Url::as_str);
+                let error = failed.error.as_str();
+                match (before, self.keys.load().len()) {
+                    (KeyState::Missing, _) | (_, 0) => tracing::warn!(
+                        provider = name,
+                        url,
+                        error,
+                        "key refresh failed; no keys yet"
+                    ),
+                    (_, cached) => tracing::warn!(
+                        provider = name,
+                        url,
+                        error,
+                        cached,
+                        "key refresh failed; keeping {cached} cached keys"
+                    ),
+                }
                 (RETRY, None)
             }
         };
@@ -236,12 +262,12 @@ impl KeySource {
         }
     }
 
-    async fn fetch(&self) -> Result<(usize, Option<Duration>), String> {
+    async fn fetch(&self) -> Result<(usize, Option<Duration>), FetchError> {
         let mut metadata = (*self.metadata.load_full()).clone();
         if let Some(issuer) = &self.id.issuer {
             let found = discovery::discover(&self.client, issuer)
                 .await
-                .map_err(|e| e.to_string())?;
+                .map_err(|e| FetchError::at(Some(discovery::discovery_url(issuer)), e))?;
             metadata.issuer = found.issuer.clone();
             metadata = Metadata {
                 jwks_uri: self.id.jwks_uri.clone().or(found.jwks_uri),
@@ -259,24 +285,45 @@ impl KeySource {
             return if metadata.introspection_endpoint.is_some() || self.id.issuer.is_none() {
                 Ok((0, None))
             } else {
-                Err("no jwks_uri configured or discovered".into())
+                Err(FetchError::at(
+                    self.id.issuer.as_ref().map(discovery::discovery_url),
+                    "no jwks_uri configured or discovered",
+                ))
             };
         };
         let fetched = self
             .client
             .get_json(&jwks_uri)
             .await
-            .map_err(|e| e.to_string())?;
+            .map_err(|e| FetchError::at(Some(jwks_uri.clone()), e))?;
         let (set, skipped) = KeySet::parse(&fetched.json);
         for why in &skipped {
             tracing::info!(provider = %self.id.name, "key skipped: {why}");
         }
         if set.is_empty() {
-            return Err("the key set has no usable signing key".into());
+            return Err(FetchError::at(
+                Some(jwks_uri),
+                "the key set has no usable signing key",
+            ));
         }
         let count = set.len();
         self.keys.store(Arc::new(set));
         Ok((count, fetched.max_age))
+    }
+}
+
+/// Why a fetch failed, and the URL it failed at (discovery document or key set).
+struct FetchError {
+    url: Option<Url>,
+    error: String,
+}
+
+impl FetchError {
+    fn at(url: Option<Url>, error: impl std::fmt::Display) -> Self {
+        Self {
+            url,
+            error: error.to_string(),
+        }
     }
 }
 

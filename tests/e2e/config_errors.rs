@@ -264,6 +264,34 @@ fn cases() -> Vec<Case> {
         yaml,
     });
 
+    let yaml = format!(
+        "{SERVER}{UPSTREAMS}identity:\n  access_token: Authorization\n  id_token: authorization\nroutes:\n  - name: web\n    upstream: app\n    auth: public\n"
+    );
+    cases.push(Case {
+        name: "the ID token header clashes with another identity header",
+        expect: vec![expect(
+            "`authorization` already carries another identity header",
+            line_of(&yaml, "id_token: authorization"),
+            Some("identity.id_token"),
+        )],
+        exact_count: Some(1),
+        yaml,
+    });
+
+    let yaml = format!(
+        "{SERVER}  log_format: yaml\n{UPSTREAMS}routes:\n  - name: web\n    upstream: app\n    auth: public\n"
+    );
+    cases.push(Case {
+        name: "unknown log format",
+        expect: vec![expect(
+            "unknown variant `yaml`",
+            line_of(&yaml, "log_format: yaml"),
+            None,
+        )],
+        exact_count: Some(1),
+        yaml,
+    });
+
     cases
 }
 

@@ -18,6 +18,7 @@ mod http2_abuse;
 mod idp_smoke;
 mod instances;
 mod limits;
+mod logs;
 mod metrics;
 mod paths;
 mod protocols;

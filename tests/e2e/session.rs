@@ -6,6 +6,7 @@
 mod browser;
 mod flow;
 mod forward_auth;
+mod id_token;
 mod lifecycle;
 mod plain_oauth;
 mod redis;
@@ -163,10 +164,23 @@ impl Stack {
 
     /// [`Stack::start`] with the session secret `[secret_byte; 32]`.
     pub async fn start_with_secret(
-        mut options: IdpOptions,
+        options: IdpOptions,
         secret_byte: u8,
         sessions_extra: &str,
         routes: &str,
+    ) -> Self {
+        Self::start_with_config(options, ServerOptions::default(), |issuer, backend| {
+            config(issuer, backend, secret_byte, sessions_extra, routes)
+        })
+        .await
+    }
+
+    /// [`Stack::start`] with `server` options and the config after `server:` made by
+    /// `make_config(issuer, backend)`.
+    pub async fn start_with_config(
+        mut options: IdpOptions,
+        server: ServerOptions,
+        make_config: impl FnOnce(&str, &EchoBackend) -> String,
     ) -> Self {
         let listen = SocketAddr::from(([127, 0, 0, 1], free_port()));
         // 127.0.0.1 for HTTP-level tests; app.localhost for the browser, so that its cookies
@@ -188,9 +202,9 @@ impl Stack {
         let gateway = Gateway::start_with(
             ServerOptions {
                 listen: Some(listen),
-                ..ServerOptions::default()
+                ..server
             },
-            &config(idp.issuer(), &backend, secret_byte, sessions_extra, routes),
+            &make_config(idp.issuer(), &backend),
         )
         .await;
         Self {

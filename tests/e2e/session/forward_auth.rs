@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use super::BROWSER_HOST;
 use crate::support::browser::Browser;
-use crate::support::idp::{Idp, IdpOptions};
+use crate::support::idp::{GATEWAY, Idp, IdpOptions, jwt_parts};
 use crate::support::nginx::Nginx;
 use crate::support::raw::{raw_request, request};
 use crate::support::{EchoBackend, Gateway, ServerOptions, free_port};
@@ -36,6 +36,8 @@ async fn nginx(port: u16, gateway: SocketAddr, app: SocketAddr) -> (Nginx, Socke
       auth_request_set $user $upstream_http_x_forwarded_user;
       auth_request_set $email $upstream_http_x_forwarded_email;
       auth_request_set $cookie $upstream_http_set_cookie;
+      auth_request_set $id_token $upstream_http_authorization;
+      proxy_set_header Authorization $id_token;
       proxy_set_header X-Forwarded-User $user;
       proxy_set_header X-Forwarded-Email $email;
       add_header Set-Cookie $cookie;
@@ -76,7 +78,12 @@ async fn nginx_auth_request_signs_in_and_passes_the_identity() {
             trusted_proxies: vec!["127.0.0.1/32".into()],
             ..ServerOptions::default()
         },
-        &super::config(idp.issuer(), &unused, 7, "", ROUTES),
+        // The ID token as oauth2-proxy's --set-authorization-header sends it.
+        &super::config(idp.issuer(), &unused, 7, "", ROUTES).replacen(
+            "identity:\n",
+            "identity:\n  id_token: Authorization\n",
+            1,
+        ),
     )
     .await;
     let (_nginx, nginx_addr) = nginx(nginx_port, gateway.addr(), app.addr()).await;
@@ -101,6 +108,16 @@ async fn nginx_auth_request_signs_in_and_passes_the_identity() {
         r.header("location")
     );
     assert_eq!(app.count(), 0);
+    let refused = gateway
+        .stderr()
+        .lines()
+        .find(|l| l.contains("request refused"))
+        .map(str::to_owned)
+        .unwrap_or_else(|| panic!("the 401 is logged:\n{}", gateway.stderr()));
+    assert!(
+        refused.contains("route=app ") && refused.contains("status=401"),
+        "{refused}"
+    );
 
     // A real browser through nginx: sign in, land on the page, the app sees who.
     let browser = Browser::start().await;
@@ -116,6 +133,16 @@ async fn nginx_auth_request_signs_in_and_passes_the_identity() {
     let last = seen.last().expect("the app got the request");
     assert_eq!(last.values("x-forwarded-user"), vec!["alice"]);
     assert_eq!(last.values("x-forwarded-email"), vec!["alice@corp.example"]);
+    // The session's ID token, from the provider, for alice.
+    let authorization = last.values("authorization");
+    assert_eq!(authorization.len(), 1, "{authorization:?}");
+    let id_token = authorization[0]
+        .strip_prefix("Bearer ")
+        .unwrap_or_else(|| panic!("Bearer <id token>: {}", authorization[0]));
+    let (_, claims) = jwt_parts(id_token);
+    assert_eq!(claims["sub"], "alice");
+    assert_eq!(claims["aud"], GATEWAY);
+    assert_eq!(claims["iss"], idp.issuer());
     browser.close().await;
     assert_eq!(unused.count(), 0, "nginx, not the gateway, proxies the app");
 

@@ -409,6 +409,14 @@ async fn back_channel_logout_ends_cookie_sessions_on_this_instance() {
         200,
         "bob is not touched"
     );
+    // The event names who was signed out, and by which endpoint.
+    let stderr = stack.gateway.stderr();
+    let event = stderr
+        .lines()
+        .find(|l| l.contains("back-channel logout (this instance)"))
+        .unwrap_or_else(|| panic!("no back-channel logout line:\n{stderr}"));
+    assert!(event.contains("user=alice"), "{event}");
+    assert!(event.contains("route=\"backchannel_logout\""), "{event}");
     // alice may sign in again.
     let (mut again, _) = stack.sign_in("alice", "/").await;
     assert_eq!(stack.get(&mut again, "/", FETCH).await.status, 200);

@@ -1060,6 +1060,10 @@ impl Validator {
         };
         let path = path?;
         let methods = methods?;
+        let rewrite = match &r.rewrite {
+            Some(rw) => Some(self.rewrite(base, rw, &path)?),
+            None => None,
+        };
         let policy = match (&r.allow, auth) {
             (
                 Some(entries),
@@ -1129,6 +1133,7 @@ impl Validator {
         Some(Route {
             hsts,
             mode,
+            rewrite,
             cors_origins: Arc::from(cors_origins),
             name: Arc::from(r.name.as_str()),
             host: host?,
@@ -1223,6 +1228,71 @@ impl Validator {
                 "an OpenID Connect provider (`issuer`) needs the `openid` scope to sign browsers in",
             );
         }
+    }
+
+    /// `routes[].rewrite`, for a route taking `taken`: each prefix a normalised path without a
+    /// trailing slash, and `strip_prefix` covering every path the route takes, so that the
+    /// rewrite always applies and always yields a normalised path.
+    fn rewrite(
+        &mut self,
+        base: &str,
+        rw: &file::RewriteFile,
+        taken: &PathMatch,
+    ) -> Option<crate::routing::Rewrite> {
+        let at = |key: &str| format!("{base}.rewrite.{key}");
+        if rw.strip_prefix.is_none() && rw.add_prefix.is_none() {
+            self.err(
+                format!("{base}.rewrite"),
+                "give `strip_prefix`, `add_prefix` or both",
+            );
+            return None;
+        }
+        let mut ok = true;
+        for (key, raw) in [
+            ("strip_prefix", &rw.strip_prefix),
+            ("add_prefix", &rw.add_prefix),
+        ] {
+            let Some(raw) = raw else { continue };
+            let problem = if !raw.starts_with('/') {
+                Some("must start with /")
+            } else if raw == "/" {
+                Some("`/` changes nothing; omit it")
+            } else if raw.ends_with('/') {
+                Some("must not end with / (the rest of the path starts with one)")
+            } else if !normalise(raw).is_ok_and(|n| n.path == raw.as_str() && !n.has_params) {
+                Some("must be a normalised path (no `..`, `//`, `;` or needless escapes)")
+            } else {
+                None
+            };
+            if let Some(problem) = problem {
+                self.err(at(key), format!("`{raw}` {problem}"));
+                ok = false;
+            }
+        }
+        if !ok {
+            return None;
+        }
+        if let Some(strip) = &rw.strip_prefix
+            && !PathMatch::Prefix(strip.as_str().into()).covers(taken)
+        {
+            let message = match taken {
+                PathMatch::Any => format!(
+                    "the route takes every path (no `match.path` or `match.path_prefix`), so `{strip}` cannot be stripped from all of them; match `path_prefix: {strip}`"
+                ),
+                PathMatch::Exact(p) => format!(
+                    "`{strip}` is not a prefix (on a segment boundary) of the route's `match.path: {p}`, so it would never apply"
+                ),
+                PathMatch::Prefix(p) => format!(
+                    "`{strip}` is not a prefix (on a segment boundary) of every path under the route's `match.path_prefix: {p}`"
+                ),
+            };
+            self.err(at("strip_prefix"), message);
+            return None;
+        }
+        Some(crate::routing::Rewrite {
+            strip_prefix: rw.strip_prefix.as_deref().map(Into::into),
+            add_prefix: rw.add_prefix.as_deref().map(Into::into),
+        })
     }
 
     fn host_match(&mut self, path: &str, raw: Option<&str>) -> Option<HostMatch> {

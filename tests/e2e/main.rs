@@ -20,6 +20,7 @@ mod limits;
 mod paths;
 mod protocols;
 mod reload;
+mod rewrite;
 mod routing;
 mod session;
 mod support;

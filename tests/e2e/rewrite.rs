@@ -44,9 +44,12 @@ routes:
     )
 }
 
-/// (what, request target, backend, path and query the backend must see); `None`: 400.
+/// The backend and the path and query it must see; `None`: 400.
+type Want = Option<(&'static str, &'static str)>;
+
+/// (what, request target, want).
 #[rustfmt::skip]
-const CASES: &[(&str, &str, Option<(&str, &str)>)] = &[
+const CASES: &[(&str, &str, Want)] = &[
     ("strip and add", "/api/users/7", Some(("rewritten", "/v2/users/7"))),
     ("the query is kept verbatim", "/api/x?r=/api/y&z=%zz", Some(("rewritten", "/v2/x?r=/api/y&z=%zz"))),
     ("the prefix alone", "/api", Some(("rewritten", "/v2"))),

@@ -81,6 +81,9 @@ enum Command {
         /// A request header, `Name: value`; repeatable.
         #[arg(long = "header", short = 'H')]
         headers: Vec<String>,
+        /// Print one JSON object instead of lines for people.
+        #[arg(long)]
+        json: bool,
     },
     /// Print the config's JSON Schema.
     Schema,
@@ -108,10 +111,11 @@ fn main() -> ExitCode {
             method,
             url,
             headers,
+            json,
         } => match load_or_report(&config) {
             Some(cfg) => {
                 let snap = Snapshot::build(cfg, &KeyRegistry::default());
-                explain::explain(snap, &method, &url, &headers)
+                explain::explain(snap, &method, &url, &headers, json)
             }
             None => ExitCode::FAILURE,
         },

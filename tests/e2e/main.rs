@@ -11,6 +11,7 @@ mod browser_smoke;
 mod config_errors;
 mod core;
 mod deadlines;
+mod explain;
 mod faults;
 mod headers;
 mod http2_abuse;

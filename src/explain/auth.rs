@@ -175,7 +175,10 @@ fn sign_in(snap: &Snapshot, route: &Route, parts: &Parts) -> (u16, String) {
         let (status, text) = super::endpoints::summary(&answer);
         return (status, format!("sign-in: {text}, back to {rd} afterwards"));
     }
-    (401, "401 JSON unauthorized: sign-in required (not a browser navigation)".into())
+    (
+        401,
+        "401 JSON unauthorized: sign-in required (not a browser navigation)".into(),
+    )
 }
 
 fn explain_session(

@@ -493,6 +493,23 @@ pub struct RouteFile {
     /// cross-origin (CORS, with credentials). Defaults to none.
     #[serde(default)]
     pub cors_origins: Vec<String>,
+    /// Rewrites the path sent upstream, once, after matching: `{strip_prefix: /api, add_prefix:
+    /// /v2}` sends `/api/users?q=1` as `/v2/users?q=1`. Optional.
+    #[serde(default)]
+    pub rewrite: Option<RewriteFile>,
+}
+
+/// `routes[].rewrite:` applied to the normalised path after matching; the query is kept.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RewriteFile {
+    /// Removed from the front of the path; must cover every path the route takes (`match.path`
+    /// or `match.path_prefix` on a segment boundary). Stripping the whole path leaves `/`.
+    #[serde(default)]
+    pub strip_prefix: Option<String>,
+    /// Put in front of the (stripped) path.
+    #[serde(default)]
+    pub add_prefix: Option<String>,
 }
 
 /// `routes[].hsts:`

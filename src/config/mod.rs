@@ -2,13 +2,17 @@
 //!
 //! Pipeline: text → [`file::FileConfig`] (serde, unknown keys refused) → [`validate`] (every
 //! semantic problem collected) → [`Config`]. Each error carries `file:line:column` and the key path
-//! (`routes[2].upstream`). A syntax or type error stops serde at the first one; semantic errors are
-//! all reported together. Loading does no network I/O.
+//! (`routes[2].upstream`). serde stops at the first structural error, so when it does,
+//! [`structure`] walks the document against the schema to report every unknown key and type
+//! error at once; semantic errors are all reported together. Problems that do not stop a config
+//! from loading (a secret written in the file, a session secret that does not look random) are
+//! warnings. Loading does no network I/O.
 
 mod cookie_domain;
 pub mod file;
 mod locate;
 pub mod secret;
+mod structure;
 mod target;
 mod validate;
 
@@ -371,20 +375,27 @@ pub struct ConfigError {
     pub key: String,
     /// What is wrong.
     pub message: String,
+    /// A known name close to a mistyped one (`connect_timeout` for `conect_timeout`).
+    pub suggestion: Option<String>,
 }
 
 impl fmt::Display for ConfigError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let Position { line, column } = self.position;
-        if self.key.is_empty() {
-            write!(f, "{}:{line}:{column}: {}", self.file, self.message)
+        // Line 0: the problem is the file as a whole (it cannot be read), not a place in it.
+        if line == 0 {
+            write!(f, "{}: ", self.file)?;
         } else {
-            write!(
-                f,
-                "{}:{line}:{column}: {}: {}",
-                self.file, self.key, self.message
-            )
+            write!(f, "{}:{line}:{column}: ", self.file)?;
         }
+        if !self.key.is_empty() {
+            write!(f, "{}: ", self.key)?;
+        }
+        f.write_str(&self.message)?;
+        if let Some(s) = &self.suggestion {
+            write!(f, "; did you mean `{s}`?")?;
+        }
+        Ok(())
     }
 }
 
@@ -406,28 +417,80 @@ impl fmt::Display for ConfigErrors {
 
 impl std::error::Error for ConfigErrors {}
 
-/// Reads and validates the file at `path`.
+/// How [`check`] judges a file.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct CheckOptions {
+    /// An unset `${env:}` variable or an unreadable `${file:}` secret is a warning, not an
+    /// error: for pipelines that check a config without its secrets.
+    pub offline: bool,
+}
+
+/// Everything [`check`] found in one file.
+#[derive(Debug)]
+pub struct Report {
+    /// The config, when there is no error.
+    pub config: Option<Config>,
+    /// Problems that stop the config from loading.
+    pub errors: Vec<ConfigError>,
+    /// Problems that do not.
+    pub warnings: Vec<ConfigError>,
+}
+
+/// Reads and validates the file at `path`. Warnings are logged.
 pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
-    let name = path.display().to_string();
-    match std::fs::read_to_string(path) {
-        Ok(text) => load_str(&text, &name),
-        Err(e) => Err(ConfigErrors(vec![ConfigError {
-            file: name,
-            position: Position { line: 0, column: 0 },
-            key: String::new(),
-            message: format!("cannot read: {e}"),
-        }])),
+    into_result(check(path, CheckOptions::default()))
+}
+
+/// Validates `text`; `name` is used in error messages. Warnings are logged.
+pub fn load_str(text: &str, name: &str) -> Result<Config, ConfigErrors> {
+    into_result(check_str(text, name, CheckOptions::default()))
+}
+
+fn into_result(report: Report) -> Result<Config, ConfigErrors> {
+    match report.config {
+        Some(config) if report.errors.is_empty() => {
+            for w in &report.warnings {
+                tracing::warn!(key = %w.key, line = w.position.line, "config: {}", w.message);
+            }
+            Ok(config)
+        }
+        _ => Err(ConfigErrors(report.errors)),
     }
 }
 
-/// Validates `text`; `name` is used in error messages.
-pub fn load_str(text: &str, name: &str) -> Result<Config, ConfigErrors> {
+/// Reads and judges the file at `path`: the config, or every error; and every warning.
+pub fn check(path: &Path, options: CheckOptions) -> Report {
+    let name = path.display().to_string();
+    match std::fs::read_to_string(path) {
+        Ok(text) => check_str(&text, &name, options),
+        Err(e) => Report {
+            config: None,
+            errors: vec![ConfigError {
+                file: name,
+                position: Position { line: 0, column: 0 },
+                key: String::new(),
+                message: format!("cannot read: {e}"),
+                suggestion: None,
+            }],
+            warnings: Vec::new(),
+        },
+    }
+}
+
+/// Judges `text`; `name` is used in messages.
+pub fn check_str(text: &str, name: &str, options: CheckOptions) -> Report {
     let locations = locate::Locations::index(text);
-    let located = |key: String, message: String| ConfigError {
+    let located = |(key, message): (String, String)| ConfigError {
         file: name.to_string(),
         position: locations.find(&key),
         key,
         message,
+        suggestion: None,
+    };
+    let failed = |errors| Report {
+        config: None,
+        errors,
+        warnings: Vec::new(),
     };
     if !locations.duplicates.is_empty() {
         let errors = locations
@@ -438,9 +501,10 @@ pub fn load_str(text: &str, name: &str) -> Result<Config, ConfigErrors> {
                 position: *pos,
                 key: key.clone(),
                 message: "duplicate key in the same mapping".into(),
+                suggestion: None,
             })
             .collect();
-        return Err(ConfigErrors(errors));
+        return failed(errors);
     }
     let deserializer = serde_yaml_ng::Deserializer::from_str(text);
     let parsed: Result<file::FileConfig, _> = serde_path_to_error::deserialize(deserializer);
@@ -457,17 +521,54 @@ pub fn load_str(text: &str, name: &str) -> Result<Config, ConfigErrors> {
                 },
             );
             let key = if key == "." { String::new() } else { key };
-            return Err(ConfigErrors(vec![ConfigError {
+            let first = ConfigError {
                 file: name.to_string(),
                 position,
+                message: without_path(&strip_location(&inner.to_string()), &key),
                 key,
-                message: strip_location(&inner.to_string()),
-            }]));
+                suggestion: None,
+            };
+            let mut errors: Vec<ConfigError> = structure::check(text)
+                .into_iter()
+                .map(|f| ConfigError {
+                    suggestion: f.suggestion,
+                    ..located((f.key, f.message))
+                })
+                .collect();
+            // serde's own error, unless the walk found the same problem (a key at or under
+            // serde's path): the walk may not know every rule serde applies.
+            if !errors.iter().any(|e| e.key.starts_with(&first.key)) || errors.is_empty() {
+                errors.insert(0, first);
+            }
+            errors.sort_by_key(|e| (e.position.line, e.position.column));
+            return failed(errors);
         }
     };
-    validate::validate(file).map_err(|problems| {
-        ConfigErrors(problems.into_iter().map(|(k, m)| located(k, m)).collect())
-    })
+    let (result, warnings) = validate::validate(file, options.offline);
+    let warnings = warnings.into_iter().map(located).collect();
+    match result {
+        Ok(config) => Report {
+            config: Some(config),
+            errors: Vec::new(),
+            warnings,
+        },
+        Err(problems) => Report {
+            config: None,
+            errors: problems.into_iter().map(located).collect(),
+            warnings,
+        },
+    }
+}
+
+/// serde_yaml_ng starts messages with its own path (`server.listen: invalid type…`), which
+/// the error's key already says.
+fn without_path(message: &str, key: &str) -> String {
+    match message.split_once(": ") {
+        Some((head, rest)) if !head.is_empty() && !head.contains(' ') && key.starts_with(head) => {
+            rest.to_string()
+        }
+        _ => message.to_string(),
+    }
 }
 
 /// serde_yaml_ng appends " at line L column C" to messages; the prefix already says it.

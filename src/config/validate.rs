@@ -24,9 +24,23 @@ use crate::routing::{AuthPolicy, HostMatch, MethodSet, PathMatch, Route, RouteMo
 /// A problem at a key path; positions are added by the caller.
 pub(super) type Problem = (String, String);
 
-/// Validates `file`, returning the config or every problem found.
-pub(super) fn validate(file: FileConfig) -> Result<Config, Vec<Problem>> {
-    let mut v = Validator::default();
+/// Validates `file`, returning the config or every problem found, and the warnings (which do
+/// not stop the config from loading). `offline`: an unset `${env:}` variable or unreadable
+/// `${file:}` secret is a warning, not an error (`check --offline`, for pipelines without the
+/// secrets; such a config is never run).
+pub(super) fn validate(
+    file: FileConfig,
+    offline: bool,
+) -> (Result<Config, Vec<Problem>>, Vec<Problem>) {
+    let mut v = Validator {
+        offline,
+        ..Validator::default()
+    };
+    let result = build(file, &mut v);
+    (result, v.warnings)
+}
+
+fn build(file: FileConfig, v: &mut Validator) -> Result<Config, Vec<Problem>> {
     let server = v.server(&file.server);
     let providers = v.providers(&file.providers);
     let sessions = file.sessions.as_ref().and_then(|s| v.sessions(s));
@@ -42,7 +56,7 @@ pub(super) fn validate(file: FileConfig) -> Result<Config, Vec<Problem>> {
         v.cookie_domain_covers(domain, &file, server.as_ref(), &routes);
     }
     if !v.problems.is_empty() {
-        return Err(v.problems);
+        return Err(std::mem::take(&mut v.problems));
     }
     match (server, identity) {
         (Some(server), Some(identity)) => Ok(Config {
@@ -60,7 +74,24 @@ pub(super) fn validate(file: FileConfig) -> Result<Config, Vec<Problem>> {
 #[derive(Default)]
 struct Validator {
     problems: Vec<Problem>,
+    warnings: Vec<Problem>,
+    /// Missing secret values are warnings (`check --offline`).
+    offline: bool,
 }
+
+/// Route names that are already values of the `route` label of the gateway's metrics: `none`
+/// (requests no route took) and its own endpoints' (see `proxy::endpoints::serve`). A route
+/// with one of these names could not be told apart from them on a dashboard.
+const RESERVED_ROUTE_NAMES: &[&str] = &[
+    "none",
+    "start",
+    "callback",
+    "sign_out",
+    "userinfo",
+    "auth",
+    "jwks",
+    "backchannel_logout",
+];
 
 const DEFAULT_AUTH_PREFIX: &str = "/oauth2";
 
@@ -82,6 +113,20 @@ const RESERVED_REQUEST_ID_NAMES: &[&str] = &[
 impl Validator {
     fn err(&mut self, path: impl Into<String>, message: impl Into<String>) {
         self.problems.push((path.into(), message.into()));
+    }
+
+    fn warn(&mut self, path: impl Into<String>, message: impl Into<String>) {
+        self.warnings.push((path.into(), message.into()));
+    }
+
+    /// Warns when the secret at `path` is written in the file itself.
+    fn literal_secret(&mut self, path: &str, raw: &str) {
+        if !raw.is_empty() && !secret::is_reference(raw) {
+            self.warn(
+                path,
+                "a secret written in the file itself (anyone who can read the file has it); use ${env:NAME} or ${file:PATH}",
+            );
+        }
     }
 
     fn duration(&mut self, path: &str, raw: Option<&str>, default: Duration) -> Duration {
@@ -143,8 +188,12 @@ impl Validator {
     fn secret(&mut self, path: &str, raw: &str) -> Option<Secret> {
         match secret::resolve(raw) {
             Ok(s) => Some(s),
+            Err(e) if self.offline && e.is_missing() => {
+                self.warn(path, format!("{e} (offline: not checked further)"));
+                None
+            }
             Err(e) => {
-                self.err(path, e);
+                self.err(path, e.to_string());
                 None
             }
         }
@@ -451,6 +500,9 @@ impl Validator {
             if p.client_secret.is_some() && p.client_id.is_none() {
                 self.err(at("client_secret"), "a client secret needs a `client_id`");
             }
+            if let Some(raw) = p.client_secret.as_deref() {
+                self.literal_secret(&at("client_secret"), raw);
+            }
             let client_secret = p
                 .client_secret
                 .as_deref()
@@ -541,6 +593,7 @@ impl Validator {
     }
 
     fn session_key(&mut self, path: &str, raw: &str) -> Option<Vec<u8>> {
+        self.literal_secret(path, raw);
         let secret = self.secret(path, raw)?;
         let engine = base64::engine::general_purpose::STANDARD;
         let url_engine = base64::engine::general_purpose::URL_SAFE;
@@ -548,7 +601,15 @@ impl Validator {
             .decode(secret.expose().trim())
             .or_else(|_| url_engine.decode(secret.expose().trim()));
         match bytes {
-            Ok(b) if b.len() >= 32 => Some(b),
+            Ok(b) if b.len() >= 32 => {
+                if let Some(why) = not_random(&b) {
+                    self.warn(
+                        path,
+                        format!("the secret {why}: it does not look random; make one with `openssl rand -base64 32`"),
+                    );
+                }
+                Some(b)
+            }
             Ok(b) => {
                 self.err(
                     path,
@@ -662,6 +723,9 @@ impl Validator {
     }
 
     fn redis_url(&mut self, path: &str, raw: &str) -> Option<Secret> {
+        if Url::parse(raw).is_ok_and(|u| u.password().is_some()) {
+            self.literal_secret(path, raw);
+        }
         let url = self.secret(path, raw)?;
         match Url::parse(url.expose()) {
             Ok(u) if matches!(u.scheme(), "redis" | "rediss") && u.host().is_some() => Some(url),
@@ -720,6 +784,9 @@ impl Validator {
                     .collect(),
             )
         };
+        if let Some(raw) = r.password.as_deref() {
+            self.literal_secret(&format!("{base}.password"), raw);
+        }
         let password = r
             .password
             .as_deref()
@@ -1008,6 +1075,15 @@ impl Validator {
             if r.name.is_empty() {
                 self.err(format!("{base}.name"), "must not be empty");
             }
+            if RESERVED_ROUTE_NAMES.contains(&r.name.as_str()) {
+                self.err(
+                    format!("{base}.name"),
+                    format!(
+                        "`{}` is a `route` label value of the gateway's own metrics (its endpoints, and `none` for requests no route took); pick another name",
+                        r.name
+                    ),
+                );
+            }
             if let Some(first) = names.insert(&r.name, i) {
                 self.err(
                     format!("{base}.name"),
@@ -1120,6 +1196,10 @@ impl Validator {
         };
         let path = path?;
         let methods = methods?;
+        let rewrite = match &r.rewrite {
+            Some(rw) => Some(self.rewrite(base, rw, &path)?),
+            None => None,
+        };
         let policy = match (&r.allow, auth) {
             (
                 Some(entries),
@@ -1189,6 +1269,7 @@ impl Validator {
         Some(Route {
             hsts,
             mode,
+            rewrite,
             cors_origins: Arc::from(cors_origins),
             name: Arc::from(r.name.as_str()),
             host: host?,
@@ -1326,6 +1407,71 @@ impl Validator {
         }
     }
 
+    /// `routes[].rewrite`, for a route taking `taken`: each prefix a normalised path without a
+    /// trailing slash, and `strip_prefix` covering every path the route takes, so that the
+    /// rewrite always applies and always yields a normalised path.
+    fn rewrite(
+        &mut self,
+        base: &str,
+        rw: &file::RewriteFile,
+        taken: &PathMatch,
+    ) -> Option<crate::routing::Rewrite> {
+        let at = |key: &str| format!("{base}.rewrite.{key}");
+        if rw.strip_prefix.is_none() && rw.add_prefix.is_none() {
+            self.err(
+                format!("{base}.rewrite"),
+                "give `strip_prefix`, `add_prefix` or both",
+            );
+            return None;
+        }
+        let mut ok = true;
+        for (key, raw) in [
+            ("strip_prefix", &rw.strip_prefix),
+            ("add_prefix", &rw.add_prefix),
+        ] {
+            let Some(raw) = raw else { continue };
+            let problem = if !raw.starts_with('/') {
+                Some("must start with /")
+            } else if raw == "/" {
+                Some("`/` changes nothing; omit it")
+            } else if raw.ends_with('/') {
+                Some("must not end with / (the rest of the path starts with one)")
+            } else if !normalise(raw).is_ok_and(|n| n.path == raw.as_str() && !n.has_params) {
+                Some("must be a normalised path (no `..`, `//`, `;` or needless escapes)")
+            } else {
+                None
+            };
+            if let Some(problem) = problem {
+                self.err(at(key), format!("`{raw}` {problem}"));
+                ok = false;
+            }
+        }
+        if !ok {
+            return None;
+        }
+        if let Some(strip) = &rw.strip_prefix
+            && !PathMatch::Prefix(strip.as_str().into()).covers(taken)
+        {
+            let message = match taken {
+                PathMatch::Any => format!(
+                    "the route takes every path (no `match.path` or `match.path_prefix`), so `{strip}` cannot be stripped from all of them; match `path_prefix: {strip}`"
+                ),
+                PathMatch::Exact(p) => format!(
+                    "`{strip}` is not a prefix (on a segment boundary) of the route's `match.path: {p}`, so it would never apply"
+                ),
+                PathMatch::Prefix(p) => format!(
+                    "`{strip}` is not a prefix (on a segment boundary) of every path under the route's `match.path_prefix: {p}`"
+                ),
+            };
+            self.err(at("strip_prefix"), message);
+            return None;
+        }
+        Some(crate::routing::Rewrite {
+            strip_prefix: rw.strip_prefix.as_deref().map(Into::into),
+            add_prefix: rw.add_prefix.as_deref().map(Into::into),
+        })
+    }
+
     fn host_match(&mut self, path: &str, raw: Option<&str>) -> Option<HostMatch> {
         let Some(raw) = raw else {
             return Some(HostMatch::Any);
@@ -1372,6 +1518,10 @@ impl Validator {
             (None, None) => return Some(PathMatch::Any),
         };
         let at = format!("{base}.match.{key}");
+        if !raw.starts_with('/') {
+            self.err(at, format!("`{raw}` must start with /"));
+            return None;
+        }
         match normalise(raw) {
             Ok(n) if n.path == raw.as_str() && !n.has_params => {}
             _ => {
@@ -1394,4 +1544,23 @@ impl Validator {
         }
         Some(candidate)
     }
+}
+
+/// Why decoded session key bytes do not look random, if they do not: few distinct byte values
+/// (32 zero bytes, a repeated pattern) or printable text only (a passphrase). 32 random bytes
+/// have about 30 distinct values, and are all printable with a chance of about 1e-14.
+fn not_random(key: &[u8]) -> Option<String> {
+    let mut seen = [false; 256];
+    for &b in key {
+        seen[usize::from(b)] = true;
+    }
+    let distinct = seen.iter().filter(|s| **s).count();
+    if distinct < 16 {
+        let s = if distinct == 1 { "" } else { "s" };
+        return Some(format!("has only {distinct} distinct byte value{s}"));
+    }
+    if key.iter().all(|b| b.is_ascii_graphic() || *b == b' ') {
+        return Some("is printable text (a passphrase?), not random bytes".into());
+    }
+    None
 }

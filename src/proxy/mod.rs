@@ -478,7 +478,7 @@ fn upstream_request(
         req.insert_header(header::UPGRADE, "websocket")?;
     }
     set_forwarding(req, ctx)?;
-    set_target(req, ctx)
+    set_target(snap, req, ctx)
 }
 
 /// The response head as the client gets it: the backend never sets (or clears) the gateway's
@@ -775,21 +775,27 @@ fn port_value(port: u16) -> HeaderValue {
     }
 }
 
-/// Sends the normalised path (plus the untouched query) in origin form, with a `Host` header.
-fn set_target(req: &mut RequestHeader, ctx: &mut RequestCtx) -> Result<()> {
+/// Sends the normalised path, as the route's `rewrite` makes it, (plus the untouched query) in
+/// origin form, with a `Host` header.
+fn set_target(snap: &Snapshot, req: &mut RequestHeader, ctx: &mut RequestCtx) -> Result<()> {
     if let Some(authority) = &ctx.missing_host {
         let value = HeaderValue::from_str(authority).or_err(InternalError, "authority as Host")?;
         req.insert_header(header::HOST, value)?;
     }
+    let route = ctx.route.and_then(|i| snap.router.routes().get(i));
+    let rewrites = route.is_some_and(|r| r.rewrite.is_some());
     // pingora keeps an absolute-form target verbatim and would send it as received.
     let origin_form = req.raw_path().first() == Some(&b'/');
-    if ctx.rewritten_path.is_none() && origin_form {
+    if ctx.rewritten_path.is_none() && origin_form && !rewrites {
         return Ok(());
     }
-    let path = ctx.rewritten_path.as_deref().unwrap_or(req.uri.path());
+    let normal = ctx.rewritten_path.as_deref().unwrap_or(req.uri.path());
+    let path = route.map_or(std::borrow::Cow::Borrowed(normal), |r| {
+        r.upstream_path(normal)
+    });
     let target = match req.uri.query() {
         Some(q) => format!("{path}?{q}"),
-        None => path.to_owned(),
+        None => path.into_owned(),
     };
     let uri = target
         .parse()

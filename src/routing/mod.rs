@@ -7,6 +7,7 @@
 
 pub mod path;
 pub mod request;
+pub mod rewrite;
 pub mod route;
 
 use std::collections::HashMap;
@@ -15,6 +16,7 @@ use http::Method;
 
 pub use path::{NormalPath, PathError, normalise};
 pub use request::{Admission, Refusal, admit, endpoint, host_of, over_limits};
+pub use rewrite::Rewrite;
 pub use route::{AuthPolicy, HostMatch, MethodSet, PathMatch, Route, RouteMode};
 
 /// The compiled route table.
@@ -127,6 +129,7 @@ mod tests {
             mode: None,
             cors_origins: Arc::from(Vec::new()),
             hsts: None,
+            rewrite: None,
             policy: Arc::new(crate::policy::Policy::any_authenticated()),
         }
     }

@@ -389,6 +389,7 @@ mod tests {
             mode: None,
             cors_origins: Arc::from(Vec::new()),
             hsts: None,
+            rewrite: None,
             policy: Arc::new(crate::policy::Policy::any_authenticated()),
         };
         Router::new(vec![

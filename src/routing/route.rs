@@ -177,6 +177,8 @@ pub struct Route {
     pub cors_origins: Arc<[String]>,
     /// `Strict-Transport-Security` for answers to requests that came over TLS.
     pub hsts: Option<http::HeaderValue>,
+    /// How the path sent upstream differs from the matched one (`rewrite`); `None`: it does not.
+    pub rewrite: Option<super::Rewrite>,
 }
 
 /// A route's forced answer to unauthenticated requests.
@@ -189,6 +191,15 @@ pub enum RouteMode {
 }
 
 impl Route {
+    /// The path sent upstream for the normalised `path` this route matched: `path` itself,
+    /// or as `rewrite` makes it.
+    pub fn upstream_path<'a>(&self, path: &'a str) -> std::borrow::Cow<'a, str> {
+        match &self.rewrite {
+            Some(r) => r.apply(path),
+            None => std::borrow::Cow::Borrowed(path),
+        }
+    }
+
     /// Whether this route takes every request `later` takes (so `later` can never match).
     pub fn shadows(&self, later: &Route) -> bool {
         self.host.covers(&later.host)

@@ -5,7 +5,7 @@
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::support::{check, line_of, nth_line_of};
+use crate::support::{check, check_with, line_of, nth_line_of};
 
 const VALID: &str = include_str!("../fixtures/valid.yaml");
 
@@ -62,13 +62,85 @@ fn cases() -> Vec<Case> {
         "{SERVER}{UPSTREAMS}routes:\n  - name: web\n    upstream: app\n    auth: public\n    colour: blue\n  - name: other\n    upstream: app\n    auth: public\n    size: 3\n"
     );
     cases.push(Case {
-        name: "structural errors stop at the first",
-        expect: vec![expect(
-            "unknown field `colour`",
-            line_of(&yaml, "colour: blue"),
-            None,
-        )],
-        exact_count: Some(1),
+        name: "every unknown key is reported in one run",
+        expect: vec![
+            expect(
+                "unknown field `colour`",
+                line_of(&yaml, "colour: blue"),
+                Some("routes[0].colour"),
+            ),
+            expect(
+                "unknown field `size`",
+                line_of(&yaml, "size: 3"),
+                Some("routes[1].size"),
+            ),
+        ],
+        exact_count: Some(2),
+        yaml,
+    });
+
+    let yaml = "server:\n  listen: \"127.0.0.1:18080\"\n  admin: \"127.0.0.1:18081\"\n  thread: 2\n  h2c: maybe\nupstreams:\n  app: {targets: [\"127.0.0.1:18082\"], conect_timeout: 2s}\nroutes:\n  - name: web\n    upstream: app\n    auth: publik\n".to_string();
+    cases.push(Case {
+        name: "unknown keys and type errors together, with suggestions, the key path once",
+        expect: vec![
+            expect(
+                "invalid type: expected a list, found a string",
+                line_of(&yaml, "listen:"),
+                Some("server.listen"),
+            ),
+            expect(
+                "unknown field `thread`; did you mean `threads`?",
+                line_of(&yaml, "thread: 2"),
+                Some("server.thread"),
+            ),
+            expect(
+                "invalid type: expected true or false",
+                line_of(&yaml, "h2c: maybe"),
+                Some("server.h2c"),
+            ),
+            expect(
+                "unknown field `conect_timeout`; did you mean `connect_timeout`?",
+                line_of(&yaml, "conect_timeout"),
+                Some("upstreams.app.conect_timeout"),
+            ),
+            expect(
+                "unknown variant `publik`",
+                line_of(&yaml, "auth: publik"),
+                Some("routes[0].auth"),
+            ),
+            expect(
+                "did you mean `public`?",
+                line_of(&yaml, "auth: publik"),
+                Some("routes[0].auth"),
+            ),
+        ],
+        exact_count: Some(5),
+        yaml,
+    });
+
+    let yaml = format!(
+        "{SERVER}{UPSTREAMS}routes:\n  - name: web\n    match: {{path_prefix: api}}\n    upstream: app\n    auth: public\n  - name: none\n    match: {{path_prefix: /b}}\n    upstream: app\n    auth: public\n  - name: userinfo\n    match: {{path_prefix: /c}}\n    upstream: app\n    auth: public\n"
+    );
+    cases.push(Case {
+        name: "a relative path prefix; route names that are the gateway's own metric labels",
+        expect: vec![
+            expect(
+                "`api` must start with /",
+                line_of(&yaml, "path_prefix: api"),
+                Some("routes[0].match.path_prefix"),
+            ),
+            expect(
+                "the gateway's own metrics",
+                line_of(&yaml, "name: none"),
+                Some("routes[1].name"),
+            ),
+            expect(
+                "the gateway's own metrics",
+                line_of(&yaml, "name: userinfo"),
+                Some("routes[2].name"),
+            ),
+        ],
+        exact_count: Some(3),
         yaml,
     });
 
@@ -321,6 +393,13 @@ fn judge(case: &Case, code: i32, output: &str) -> Vec<String> {
     if errors.len() != lines {
         problems.push("a non-empty output line is not `FILE:LINE:COL: ...`".to_string());
     }
+    for (_, _, rest) in &errors {
+        if let Some((key, after)) = rest.split_once(": ")
+            && after.starts_with(&format!("{key}: "))
+        {
+            problems.push(format!("the key path is printed twice: {rest}"));
+        }
+    }
     if let Some(n) = case.exact_count
         && errors.len() != n
     {
@@ -391,9 +470,10 @@ fn check_accepts_a_valid_config() {
         format!("{SERVER}{UPSTREAMS}routes:\n  - name: web\n    upstream: app\n    auth: public\n");
     let (code, output) = check(&minimal);
     assert_eq!(code, 0, "check on a minimal config: {output}");
-    assert!(
-        output.trim_end().starts_with("FILE: ok ("),
-        "check output on a minimal config: {output}"
+    assert_eq!(
+        output.trim_end(),
+        "FILE: ok (1 route, 1 upstream)",
+        "check output on a minimal config"
     );
 }
 
@@ -467,4 +547,216 @@ fn schema_prints_a_json_schema() {
             "schema properties lack {key:?}"
         );
     }
+}
+
+/// Lines of `output` that are `FILE:<line>:<col>: warning: <key>: ...<phrase>...`.
+fn has_warning(output: &str, line: usize, key: &str, phrase: &str) -> bool {
+    output.lines().any(|l| {
+        parse_error_line(l).is_some_and(|(at, col, rest)| {
+            at == line
+                && col >= 1
+                && rest.starts_with(&format!("warning: {key}: "))
+                && rest.contains(phrase)
+        })
+    })
+}
+
+#[test]
+fn check_offline_reports_missing_secrets_as_warnings() {
+    let yaml = format!(
+        "{SERVER}providers:\n  corp:\n    issuer: https://idp.test\n    client_id: gw\n    client_secret: \"${{file:/nonexistent/portcullis/client-secret}}\"\nsessions:\n  secret: \"${{env:PORTCULLIS_E2E_SURELY_UNSET_VARIABLE}}\"\n{UPSTREAMS}routes:\n  - name: web\n    upstream: app\n    auth: session\n    provider: corp\n"
+    );
+    let (code, output) = check(&yaml);
+    assert_eq!(
+        code, 1,
+        "without --offline a missing secret is an error: {output}"
+    );
+    assert!(
+        output.contains("sessions.secret: environment variable `PORTCULLIS_E2E_SURELY_UNSET_VARIABLE` is not set")
+            && !output.contains("warning:"),
+        "{output}"
+    );
+
+    let (code, output) = check_with(&yaml, &["--offline"]);
+    assert_eq!(code, 0, "with --offline only warnings remain: {output}");
+    assert!(
+        has_warning(
+            &output,
+            line_of(&yaml, "secret: \"${env:"),
+            "sessions.secret",
+            "environment variable `PORTCULLIS_E2E_SURELY_UNSET_VARIABLE` is not set"
+        ),
+        "{output}"
+    );
+    assert!(
+        has_warning(
+            &output,
+            line_of(&yaml, "client_secret:"),
+            "providers.corp.client_secret",
+            "cannot read secret file `/nonexistent/portcullis/client-secret`"
+        ),
+        "{output}"
+    );
+    assert!(
+        output
+            .lines()
+            .any(|l| l == "FILE: ok (1 route, 1 upstream), 2 warnings"),
+        "{output}"
+    );
+
+    // Anything else wrong still fails, with the secrets still only warned about.
+    let broken = yaml.replace(
+        "upstream: app\n    auth: session",
+        "upstream: nope\n    auth: session",
+    );
+    let (code, output) = check_with(&broken, &["--offline"]);
+    assert_eq!(code, 1, "{output}");
+    assert!(
+        output.contains("routes[0].upstream: unknown upstream `nope`"),
+        "{output}"
+    );
+    assert!(output.contains("warning: sessions.secret:"), "{output}");
+    assert!(!output.contains(": ok ("), "{output}");
+
+    // A malformed reference is the file's fault: an error even offline.
+    let malformed = yaml.replace("${env:PORTCULLIS_E2E_SURELY_UNSET_VARIABLE}", "${vault:x}");
+    let (code, output) = check_with(&malformed, &["--offline"]);
+    assert_eq!(code, 1, "{output}");
+    assert!(
+        output.contains("sessions.secret: unknown reference"),
+        "{output}"
+    );
+}
+
+#[test]
+fn check_warns_about_secrets_in_the_file_and_secrets_that_are_not_random() {
+    let zeros = "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA="; // 32 zero bytes
+    let random = "q0H3oK7tZ1rN9dLxW2vB5yC8eF4gJ6hM0sT3uV7wX1Y=";
+    let config = |secret: &str| {
+        format!(
+            "{SERVER}sessions:\n  secret: \"{secret}\"\n  old_secrets: [\"{zeros}\"]\n  redis: {{url: \"redis://:hunter2@127.0.0.1:6379\"}}\n{UPSTREAMS}routes:\n  - name: web\n    upstream: app\n    auth: public\n"
+        )
+    };
+    let yaml = config(random);
+    let (code, output) = check(&yaml);
+    assert_eq!(code, 0, "warnings only: {output}");
+    let secret_line = line_of(&yaml, "secret:");
+    let literal = "a secret written in the file itself";
+    assert!(
+        has_warning(&output, secret_line, "sessions.secret", literal),
+        "{output}"
+    );
+    assert!(
+        has_warning(
+            &output,
+            line_of(&yaml, "old_secrets"),
+            "sessions.old_secrets[0]",
+            "does not look random"
+        ),
+        "{output}"
+    );
+    assert!(
+        has_warning(
+            &output,
+            line_of(&yaml, "redis:"),
+            "sessions.redis.url",
+            literal
+        ),
+        "{output}"
+    );
+    assert!(
+        !output.contains("sessions.secret: the secret"),
+        "a random secret is not called weak: {output}"
+    );
+    assert!(
+        !output.contains("hunter2") && !output.contains(random),
+        "no secret is echoed: {output}"
+    );
+    assert!(
+        output
+            .lines()
+            .any(|l| l == "FILE: ok (1 route, 1 upstream), 4 warnings"),
+        "{output}"
+    );
+
+    // Read from a file, 32 zero bytes are still weak, and no longer literal.
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let file = dir.path().join("secret");
+    std::fs::write(&file, format!("{zeros}\n")).expect("writing the secret");
+    let yaml = config(&format!("${{file:{}}}", file.display()));
+    let (code, output) = check(&yaml);
+    assert_eq!(code, 0, "{output}");
+    assert!(
+        has_warning(
+            &output,
+            secret_line,
+            "sessions.secret",
+            "has only 1 distinct byte value"
+        ),
+        "{output}"
+    );
+    assert!(
+        !has_warning(&output, secret_line, "sessions.secret", literal),
+        "{output}"
+    );
+}
+
+#[test]
+fn a_missing_config_file_is_named_without_a_position() {
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let path = dir.path().join("absent.yaml");
+    let output = Command::new(env!("CARGO_BIN_EXE_portcullis"))
+        .args(["check", "--config"])
+        .arg(&path)
+        .stdin(Stdio::null())
+        .output()
+        .expect("running portcullis check");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert_eq!(
+        stderr.trim_end(),
+        format!(
+            "{}: cannot read: No such file or directory (os error 2)",
+            path.display()
+        )
+    );
+}
+
+#[test]
+fn check_format_json_is_one_object() {
+    let yaml = format!(
+        "{SERVER}sessions:\n  secret: \"q0H3oK7tZ1rN9dLxW2vB5yC8eF4gJ6hM0sT3uV7wX1Y=\"\nupstreams:\n  app: {{targets: [\"127.0.0.1:18082\"], conect_timeout: 2s}}\nroutes:\n  - name: web\n    upstream: app\n    auth: public\n"
+    );
+    let (code, output) = check_with(&yaml, &["--format", "json"]);
+    assert_eq!(code, 1, "{output}");
+    let report: serde_json::Value = serde_json::from_str(&output)
+        .unwrap_or_else(|e| panic!("not one JSON object ({e}): {output}"));
+    let errors = report["errors"].as_array().expect("errors is a list");
+    assert_eq!(errors.len(), 1, "{report:#}");
+    let e = &errors[0];
+    assert_eq!(e["file"], "FILE", "{e}");
+    assert_eq!(e["line"], line_of(&yaml, "conect_timeout"), "{e}");
+    assert!(e["column"].as_u64().is_some_and(|c| c > 1), "{e}");
+    assert_eq!(e["key"], "upstreams.app.conect_timeout");
+    assert_eq!(e["message"], "unknown field `conect_timeout`");
+    assert_eq!(e["suggestion"], "connect_timeout");
+    assert_eq!(report["summary"]["ok"], false, "{report:#}");
+    assert_eq!(report["summary"]["errors"], 1, "{report:#}");
+
+    let fixed = yaml.replace("conect_timeout", "connect_timeout");
+    let (code, output) = check_with(&fixed, &["--format", "json"]);
+    assert_eq!(code, 0, "{output}");
+    let report: serde_json::Value = serde_json::from_str(&output)
+        .unwrap_or_else(|e| panic!("not one JSON object ({e}): {output}"));
+    assert_eq!(report["errors"], serde_json::json!([]), "{report:#}");
+    let warnings = report["warnings"].as_array().expect("warnings is a list");
+    assert_eq!(warnings.len(), 1, "{report:#}");
+    assert_eq!(warnings[0]["key"], "sessions.secret");
+    assert_eq!(warnings[0]["line"], line_of(&fixed, "secret:"));
+    assert!(warnings[0].get("suggestion").is_none(), "{report:#}");
+    assert_eq!(
+        report["summary"],
+        serde_json::json!({"file": "FILE", "ok": true, "errors": 0, "warnings": 1, "routes": 1, "upstreams": 1}),
+        "{report:#}"
+    );
 }

@@ -47,6 +47,16 @@ async fn explain_judges_a_valid_and_an_expired_token() {
             .any(|l| l.contains("route") && l.contains("api")),
         "explain names the route:\n{out}"
     );
+    assert!(
+        out.lines()
+            .any(|l| l.starts_with("token:") && l.contains("Z (in ")),
+        "the expiry is RFC 3339 and relative:\n{out}"
+    );
+    assert!(
+        out.lines()
+            .any(|l| l.starts_with("added:") && l.starts_with("added:     x-forwarded-user: ")),
+        "the identity header the backend would get is listed:\n{out}"
+    );
 
     let now = now();
     let expired = mint(

@@ -382,8 +382,26 @@ async fn explain_opens_the_session_cookie_without_showing_its_tokens() {
     let config = stack.gateway.config_path();
     let (code, out) = explain(&config, "http://app.test/orders", &jar.header());
     assert_eq!(code, 0, "{out}");
-    assert!(out.contains("provider `corp`, user \"alice\""), "{out}");
+    assert!(out.contains("provider `corp`, user alice"), "{out}");
     assert!(out.contains("verdict:   proxied"), "{out}");
+    // Times for people: RFC 3339 plus how far away.
+    let line = |label: &str| {
+        out.lines()
+            .find(|l| l.starts_with(label))
+            .unwrap_or_else(|| panic!("no {label:?} line:\n{out}"))
+            .to_string()
+    };
+    let signed_in = line("signed in:");
+    assert!(
+        signed_in.contains("Z (") && (signed_in.ends_with(" ago)") || signed_in.ends_with("(now)")),
+        "{signed_in}"
+    );
+    assert!(line("ends:").contains("Z (in 1"), "{out}");
+    assert!(line("idle ends:").contains("Z (in "), "{out}");
+    assert!(
+        !out.contains("Some(") && !out.contains("Session"),
+        "no Debug shapes:\n{out}"
+    );
     let session = jar.get("__Host-portcullis").expect("a session");
     assert!(
         !out.contains(&session[2..40]),

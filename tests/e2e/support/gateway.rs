@@ -337,6 +337,11 @@ pub fn stop_child(child: &mut Child) {
 /// Runs `portcullis check --config FILE` on `yaml`; returns the exit code and stdout+stderr, with
 /// the config file's path replaced by `FILE`.
 pub fn check(yaml: &str) -> (i32, String) {
+    check_with(yaml, &[])
+}
+
+/// [`check`] with more arguments (`--offline`, `--format json`).
+pub fn check_with(yaml: &str, args: &[&str]) -> (i32, String) {
     let dir = tempfile::tempdir().expect("creating a temporary directory must work");
     let path = dir.path().join("config.yaml");
     std::fs::write(&path, yaml).expect("writing the config must work");
@@ -344,6 +349,7 @@ pub fn check(yaml: &str) -> (i32, String) {
         .arg("check")
         .arg("--config")
         .arg(&path)
+        .args(args)
         .env_remove("RUST_LOG")
         .stdin(Stdio::null())
         .output()

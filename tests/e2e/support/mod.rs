@@ -18,7 +18,7 @@ use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 
 pub use echo::{EchoBackend, Seen};
-pub use gateway::{Gateway, ServerOptions, check};
+pub use gateway::{Gateway, ServerOptions, check, check_with};
 pub use raw::{RawExchange, RawResponse};
 
 /// A port on 127.0.0.1 that was free a moment ago, below the kernel's ephemeral range.

@@ -486,9 +486,36 @@ start_portcullis_redis() {
 
 # ---------------------------------------------------------------- targets
 
-# Each sets T_URL (required) and optionally T_HEADERS, T_NOAUTH_STATUS, T_SANITY_URL,
-# T_CURL_ARGS, T_BASELINE, T_CONNECTIONS, T_NEWCONN, T_PROC, T_WRK_SCRIPT, T_WRK_SCRIPT_ARGS,
-# T_TOKEN_CACHE and T_MIN_MISSES (see the header).
+# Each sets T_URL (required) and optionally the other fields below (see the header). Every
+# target is set up before the first is measured; TARGET_TABLE["TARGET FIELD"] keeps what each
+# set (an array one element a line).
+T_SCALARS=(T_URL T_NOAUTH_STATUS T_SANITY_URL T_BASELINE T_CONNECTIONS T_NEWCONN T_PROC T_WRK_SCRIPT
+    T_TOKEN_CACHE T_MIN_MISSES)
+T_ARRAYS=(T_HEADERS T_CURL_ARGS T_WRK_SCRIPT_ARGS)
+declare -A TARGET_TABLE=()
+target_setup() { # TARGET: runs its function with every field empty, then saves the fields
+    local f ref
+    for f in "${T_SCALARS[@]}"; do printf -v "$f" '%s' ""; done
+    for f in "${T_ARRAYS[@]}"; do mapfile -t "$f" </dev/null; done
+    "$(target_fn "$1")"
+    [[ -n "$T_URL" ]] || die "target $1 set no T_URL"
+    for f in "${T_SCALARS[@]}"; do TARGET_TABLE["$1 $f"]="${!f}"; done
+    for f in "${T_ARRAYS[@]}"; do
+        ref="${f}[@]"
+        TARGET_TABLE["$1 $f"]="$(printf '%s\n' "${!ref}")"
+    done
+}
+target_load() { # TARGET: sets the fields to what target_setup saved
+    local f
+    for f in "${T_SCALARS[@]}"; do printf -v "$f" '%s' "${TARGET_TABLE["$1 $f"]}"; done
+    for f in "${T_ARRAYS[@]}"; do
+        if [[ -z "${TARGET_TABLE["$1 $f"]}" ]]; then
+            mapfile -t "$f" </dev/null
+        else
+            mapfile -t "$f" <<<"${TARGET_TABLE["$1 $f"]}"
+        fi
+    done
+}
 
 # The bare loop (target bare-loop): a bench binary, built once with the gateway's profile.
 BARE=""
@@ -908,38 +935,7 @@ done
 
 ensure_deps
 
-declare -A T_URLS T_HDRS T_NOAUTH T_SANITY_URLS T_CURLS T_BASELINES T_CONNS T_NEWCONNS T_PROCS \
-    T_SCRIPTS T_SCRIPT_ARGS T_CACHES T_MISSES
-for t in "${TARGET_LIST[@]}"; do
-    T_URL=""
-    T_HEADERS=()
-    T_NOAUTH_STATUS=""
-    T_SANITY_URL=""
-    T_CURL_ARGS=()
-    T_BASELINE=""
-    T_CONNECTIONS=""
-    T_NEWCONN=""
-    T_PROC=""
-    T_WRK_SCRIPT=""
-    T_WRK_SCRIPT_ARGS=()
-    T_TOKEN_CACHE=""
-    T_MIN_MISSES=""
-    "$(target_fn "$t")"
-    [[ -n "$T_URL" ]] || die "target $t set no T_URL"
-    T_URLS[$t]="$T_URL"
-    T_HDRS[$t]="$(printf '%s\n' "${T_HEADERS[@]}")"
-    T_NOAUTH[$t]="$T_NOAUTH_STATUS"
-    T_SANITY_URLS[$t]="$T_SANITY_URL"
-    T_CURLS[$t]="$(printf '%s\n' "${T_CURL_ARGS[@]}")"
-    T_BASELINES[$t]="$T_BASELINE"
-    T_CONNS[$t]="$T_CONNECTIONS"
-    T_NEWCONNS[$t]="$T_NEWCONN"
-    T_PROCS[$t]="$T_PROC"
-    T_SCRIPTS[$t]="$T_WRK_SCRIPT"
-    T_SCRIPT_ARGS[$t]="$(printf '%s\n' "${T_WRK_SCRIPT_ARGS[@]}")"
-    T_CACHES[$t]="$T_TOKEN_CACHE"
-    T_MISSES[$t]="$T_MIN_MISSES"
-done
+for t in "${TARGET_LIST[@]}"; do target_setup "$t"; done
 # The test IdP was needed for start-up and sign-in only.
 if [[ -n "$IDP_PID" ]]; then
     stop_idp
@@ -952,22 +948,7 @@ if [[ -n "$REDIS_ADMIN_PORT" ]]; then
 fi
 
 for t in "${TARGET_LIST[@]}"; do
-    T_URL="${T_URLS[$t]}"
-    T_NOAUTH_STATUS="${T_NOAUTH[$t]}"
-    T_HEADERS=()
-    [[ -z "${T_HDRS[$t]}" ]] || mapfile -t T_HEADERS <<<"${T_HDRS[$t]}"
-    T_SANITY_URL="${T_SANITY_URLS[$t]}"
-    T_CURL_ARGS=()
-    [[ -z "${T_CURLS[$t]}" ]] || mapfile -t T_CURL_ARGS <<<"${T_CURLS[$t]}"
-    T_BASELINE="${T_BASELINES[$t]}"
-    T_CONNECTIONS="${T_CONNS[$t]}"
-    T_NEWCONN="${T_NEWCONNS[$t]}"
-    T_PROC="${T_PROCS[$t]}"
-    T_WRK_SCRIPT="${T_SCRIPTS[$t]}"
-    T_WRK_SCRIPT_ARGS=()
-    [[ -z "${T_SCRIPT_ARGS[$t]}" ]] || mapfile -t T_WRK_SCRIPT_ARGS <<<"${T_SCRIPT_ARGS[$t]}"
-    T_TOKEN_CACHE="${T_CACHES[$t]}"
-    T_MIN_MISSES="${T_MISSES[$t]}"
+    target_load "$t"
     measure "$t"
 done
 

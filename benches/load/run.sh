@@ -159,10 +159,13 @@
 # path prefix. Then run with TARGETS=...,foo-bar.
 
 set -euo pipefail
-shopt -u patsub_replacement 2>/dev/null || true
 
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
-ROOT="$(cd "$HERE/../.." && pwd)"
+LOG_NAME=load
+LOG_CLOCK=0
+# shellcheck source=benches/load/lib.sh
+source "$HERE/lib.sh"
+KEEP_TMP=0 # not an option of this script
 
 TARGETS="${TARGETS:-backend,nginx,portcullis-public,portcullis-bearer-rs256,portcullis-bearer-es256,portcullis-session}"
 WORKERS="${WORKERS:-2}"
@@ -191,24 +194,16 @@ SESSION_PATH="/session/bench"
 # Host, resolved to 127.0.0.1): wrk connects to the IP address and verifies nothing.
 TLS_NAME="bench.test"
 
-log() { printf '[load] %s\n' "$*" >&2; }
-die() { printf '[load] error: %s\n' "$*" >&2; exit 1; }
-
-usage() { sed -n '2,/^$/{s/^# \{0,1\}//;p}' "${BASH_SOURCE[0]}"; }
-
 while (($#)); do
     case "$1" in
         --targets) [[ $# -ge 2 ]] || die "--targets needs a value"; TARGETS="$2"; shift 2 ;;
         --targets=*) TARGETS="${1#--targets=}"; shift ;;
-        -h|--help) usage; exit 0 ;;
+        -h|--help) print_header "${BASH_SOURCE[0]}"; exit 0 ;;
         *) die "unknown argument: $1 (see --help)" ;;
     esac
 done
 
-is_uint() { [[ "$1" =~ ^[1-9][0-9]*$ ]]; }
-for v in WORKERS BACKEND_WORKERS CONNECTIONS NEWCONN_CONNECTIONS THREADS BEARER_POOL; do
-    is_uint "${!v}" || die "$v must be a positive integer, got '${!v}'"
-done
+require_uint WORKERS BACKEND_WORKERS CONNECTIONS NEWCONN_CONNECTIONS THREADS BEARER_POOL
 # Every wrk thread of portcullis-bearer-pool needs a token of its own.
 ((BEARER_POOL >= THREADS)) || die "BEARER_POOL ($BEARER_POOL) must be at least THREADS ($THREADS)"
 
@@ -227,6 +222,7 @@ DURATION_S="$(dur_secs "$DURATION")" || die "bad DURATION '$DURATION'"
 WARMUP_S="$(dur_secs "$WARMUP")" || die "bad WARMUP '$WARMUP'"
 ((DURATION_S > 0)) || die "DURATION must be > 0"
 
+# shellcheck disable=SC2034 # BODY_TEXT is @BODY@ of render
 case "$BODY" in
     small) BODY_TEXT='ok\n' ;;                                      # nginx unescapes \n
     1k) BODY_TEXT="$(head -c 1023 /dev/zero | tr '\0' x)"'\n' ;;    # 1024 bytes
@@ -264,98 +260,21 @@ ensure_deps() {
     "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y "${missing[@]}"
 }
 
-NGINX="$(command -v nginx 2>/dev/null || echo /usr/sbin/nginx)"
-
 # ---------------------------------------------------------------- processes, temp dir
 
-TMP=""
-PIDS=()
+make_tmp portcullis-load
 
-cleanup() {
-    local rc=$? pid i
-    trap - EXIT INT TERM
-    [[ -z "${WRK_PID:-}" ]] || kill -TERM "$WRK_PID" 2>/dev/null || true
-    for pid in "${PIDS[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
-    for pid in "${PIDS[@]}"; do
-        for ((i = 0; i < 50; i++)); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-        if kill -0 "$pid" 2>/dev/null; then
-            pkill -KILL -P "$pid" 2>/dev/null || true
-            kill -KILL "$pid" 2>/dev/null || true
-        fi
-        wait "$pid" 2>/dev/null || true
-    done
-    [[ -n "$TMP" && -d "$TMP" ]] && rm -rf "$TMP"
-    exit "$rc"
-}
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
-
-TMP="$(mktemp -d "${TMPDIR:-/tmp}/portcullis-load.XXXXXX")"
-
-USED_PORTS=" "
-port_in_use() {
-    local p="$1"
-    if command -v ss >/dev/null 2>&1; then
-        [[ -n "$(ss -Hltn "sport = :$p" 2>/dev/null)" ]]
-    else
-        (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null
-    fi
-}
-free_port() { # VAR: set VAR to a free loopback port not handed out before
-    local p i
-    for ((i = 0; i < 200; i++)); do
-        p=$((20000 + RANDOM % 40000))
-        [[ "$USED_PORTS" == *" $p "* ]] && continue
-        port_in_use "$p" && continue
-        USED_PORTS+="$p "
-        printf -v "$1" '%s' "$p"
-        return 0
-    done
-    die "no free port found"
-}
-
-# render TEMPLATE OUTPUT: replace @NAME@ with $NAME for the variables below.
-render() {
-    local text key
-    text="$(<"$1")"
-    for key in TMP WORKERS ACCESS_LOG BACKEND_WORKERS BACKEND_PORT PROXY_PORT PROXY_TLS_PORT INSTANCE \
-        GATEWAY_PORT GATEWAY_TLS_PORT ADMIN_PORT REDIS_GATEWAY_PORT IDP_ISSUER IDP_KEYS SESSION_TTL \
-        SESSION_IDLE SESSION_SECRET SESSION_STORE SESSION_REDIS; do
-        text="${text//@"$key"@/"${!key:-}"}"
-    done
-    text="${text//@BODY@/"$BODY_TEXT"}"
-    [[ "$text" != *@[A-Z_]*@* ]] || die "unrendered placeholder in $1: $(grep -o '@[A-Z_]*@' <<<"$text" | sort -u | tr '\n' ' ')"
-    printf '%s\n' "$text" >"$2"
-}
-
-# wait_http NAME URL LOGFILE PID: until URL answers 200, the process dies, or 30s pass.
-wait_http() {
-    local name="$1" url="$2" logf="$3" pid="$4" i
-    for ((i = 0; i < 300; i++)); do
-        if ! kill -0 "$pid" 2>/dev/null; then
-            log "$name exited during startup; its log:"
-            tail -n 40 "$logf" >&2 2>/dev/null || true
-            die "$name failed to start"
-        fi
-        [[ "$(curl -s -o /dev/null -w '%{http_code}' --max-time 1 "$url" 2>/dev/null)" == 200 ]] && return 0
-        sleep 0.1
-    done
-    log "$name not ready after 30s; its log:"
-    tail -n 40 "$logf" >&2 2>/dev/null || true
-    die "$name did not become ready at $url"
-}
+# render's placeholders: @BODY@ is the backend's response text.
+RENDER_KEYS=(TMP WORKERS ACCESS_LOG BACKEND_WORKERS BACKEND_PORT PROXY_PORT PROXY_TLS_PORT INSTANCE
+    GATEWAY_PORT GATEWAY_TLS_PORT ADMIN_PORT REDIS_GATEWAY_PORT IDP_ISSUER IDP_KEYS SESSION_TTL
+    SESSION_IDLE SESSION_SECRET SESSION_STORE SESSION_REDIS BODY=BODY_TEXT)
 
 # The processes of the resource columns, by T_PROC name: PROC_PID[NAME] is an nginx master
 # (PROC_NGINX[NAME] set: the figures sum its worker processes) or a Portcullis process.
 declare -A PROC_PID=() PROC_NGINX=()
 
-LAST_PID=""
 start_nginx() { # NAME CONF
-    "$NGINX" -p "$TMP/" -e "$TMP/$1.error.log" -c "$2" -g 'daemon off;' \
-        >"$TMP/$1.out" 2>&1 </dev/null &
-    PIDS+=("$!")
-    LAST_PID=$!
+    nginx_spawn "$1" "$2" -g 'daemon off;'
     PROC_PID[$1]=$LAST_PID
     PROC_NGINX[$1]=1
 }
@@ -366,7 +285,8 @@ start_backend() {
     free_port BACKEND_PORT
     render "$HERE/backend.nginx.conf.tmpl" "$TMP/backend.conf"
     start_nginx backend "$TMP/backend.conf"
-    wait_http backend "http://127.0.0.1:$BACKEND_PORT/__backend_status" "$TMP/backend.error.log" "$LAST_PID"
+    wait_http backend "http://127.0.0.1:$BACKEND_PORT/__backend_status" "$LAST_PID" "$TMP/backend.error.log" ||
+        die "backend failed to start"
     log "backend nginx on 127.0.0.1:$BACKEND_PORT (workers $BACKEND_WORKERS, body $BODY)"
 }
 
@@ -415,7 +335,8 @@ start_nginx_proxy() {
     free_port PROXY_TLS_PORT
     render "$HERE/proxy.nginx.conf.tmpl" "$TMP/proxy.conf"
     start_nginx proxy "$TMP/proxy.conf"
-    wait_http "nginx proxy" "http://127.0.0.1:$PROXY_PORT$PUBLIC_PATH" "$TMP/proxy.error.log" "$LAST_PID"
+    wait_http "nginx proxy" "http://127.0.0.1:$PROXY_PORT$PUBLIC_PATH" "$LAST_PID" "$TMP/proxy.error.log" ||
+        die "nginx proxy failed to start"
     log "nginx proxy on 127.0.0.1:$PROXY_PORT, TLS on $PROXY_TLS_PORT (workers $WORKERS)"
 }
 
@@ -442,19 +363,6 @@ start_redis() {
     done
     [[ "$(redis_cli ping 2>/dev/null)" == PONG ]] || die "redis-server did not answer PING in 30s"
     log "redis-server $(redis-server --version | grep -o 'v=[^ ]*') on 127.0.0.1:$REDIS_PORT (no persistence)"
-}
-
-PORTCULLIS=""
-portcullis_bin() { # sets PORTCULLIS, building it once
-    [[ -z "$PORTCULLIS" ]] || return 0
-    if [[ -n "${PORTCULLIS_BIN:-}" ]]; then
-        [[ -x "$PORTCULLIS_BIN" ]] || die "PORTCULLIS_BIN=$PORTCULLIS_BIN is not executable"
-        PORTCULLIS="$PORTCULLIS_BIN"
-        return
-    fi
-    log "cargo build --profile release-lto --bin portcullis"
-    (cd "$ROOT" && cargo build --profile release-lto --bin portcullis >&2) || die "release build failed"
-    PORTCULLIS="${CARGO_TARGET_DIR:-$ROOT/target}/release-lto/portcullis"
 }
 
 # Lifetime of every token of this invocation (bearer tokens, the session's access token):
@@ -501,13 +409,10 @@ mint_tokens() {
 # The session targets' provider: the test OpenID Provider, which knows the callbacks of both
 # instances (so GATEWAY_PORT and REDIS_GATEWAY_PORT are chosen first). Prints `READY <issuer>`
 # once it serves.
-IDP_PID=""
-IDP_ISSUER=""
 IDP_KEYS=""
 SESSION_TTL=""
 SESSION_IDLE=""
 start_idp() {
-    local i
     [[ -z "$IDP_PID" ]] || return 0
     [[ -n "$GATEWAY_PORT" && -n "$REDIS_GATEWAY_PORT" ]] || die "start_idp needs GATEWAY_PORT and REDIS_GATEWAY_PORT"
     IDP_KEYS="$ROOT/tests/idp/keys/primary.json"
@@ -516,35 +421,9 @@ start_idp() {
     # idle_timeout / 8 = SESSION_TTL, i.e. never during this invocation.
     SESSION_IDLE=$((8 * SESSION_TTL))
     render "$HERE/idp.json.tmpl" "$TMP/idp.json"
-    node "$ROOT/tests/idp/server.mjs" "$TMP/idp.json" >"$TMP/idp.out" 2>"$TMP/idp.err" </dev/null &
-    IDP_PID=$!
-    PIDS+=("$IDP_PID")
-    for ((i = 0; i < 300; i++)); do
-        if ! kill -0 "$IDP_PID" 2>/dev/null; then
-            log "the test IdP exited during startup; its log:"
-            tail -n 40 "$TMP/idp.err" >&2 2>/dev/null || true
-            die "the test IdP failed to start"
-        fi
-        IDP_ISSUER="$(awk '$1 == "READY" { print $2; exit }' "$TMP/idp.out" 2>/dev/null || true)"
-        [[ -z "$IDP_ISSUER" ]] || break
-        sleep 0.1
-    done
-    [[ -n "$IDP_ISSUER" ]] || die "the test IdP printed no READY line in 30s"
+    # shellcheck disable=SC2119 # any issuer: the IdP picks its port
+    idp_spawn || die "the test IdP failed to start"
     log "test IdP (session provider) at $IDP_ISSUER, tokens valid ${SESSION_TTL}s"
-}
-
-# Stops the test IdP (SIGTERM, SIGKILL after 5s); nothing of a load run needs it.
-stop_idp() {
-    local i pid keep=()
-    [[ -n "$IDP_PID" ]] || return 0
-    kill -TERM "$IDP_PID" 2>/dev/null || true
-    for ((i = 0; i < 50; i++)); do kill -0 "$IDP_PID" 2>/dev/null || break; sleep 0.1; done
-    kill -KILL "$IDP_PID" 2>/dev/null || true
-    wait "$IDP_PID" 2>/dev/null || true
-    for pid in "${PIDS[@]}"; do [[ "$pid" == "$IDP_PID" ]] || keep+=("$pid"); done
-    PIDS=("${keep[@]}")
-    IDP_PID=""
-    log "test IdP stopped: no IdP process runs during the load"
 }
 
 # run_portcullis INSTANCE GATEWAY_PORT GATEWAY_TLS_PORT ADMIN_PORT STORE: renders
@@ -554,22 +433,17 @@ stop_idp() {
 # `store: redis`, Redis answers.
 run_portcullis() {
     local INSTANCE="$1" GATEWAY_PORT="$2" GATEWAY_TLS_PORT="$3" ADMIN_PORT="$4" SESSION_STORE="$5"
-    local SESSION_REDIS conf="$TMP/$1.yaml" pid
+    local SESSION_REDIS conf="$TMP/$1.yaml"
     case "$SESSION_STORE" in
         cookie) SESSION_REDIS="# cookie store: no redis block" ;;
         redis) SESSION_REDIS="redis: {url: \"redis://127.0.0.1:$REDIS_PORT\", timeout: 500ms}" ;;
         *) die "run_portcullis: unknown store $SESSION_STORE" ;;
     esac
     render "$HERE/portcullis.yaml.tmpl" "$conf"
-    chmod 600 "$conf"
-    "$PORTCULLIS" check --config "$conf" >&2 || die "portcullis check rejected the benchmark config $INSTANCE.yaml"
-    # ACCESS_LOG=stdout measures the gateway with its JSON access log on (discarded here);
+    # ACCESS_LOG=stdout measures the gateway with its JSON access log on (discarded);
     # the default `off` matches the nginx proxy's `access_log off`.
-    "$PORTCULLIS" run --config "$conf" >/dev/null 2>"$TMP/$INSTANCE.err" </dev/null &
-    pid=$!
-    PIDS+=("$pid")
-    PROC_PID[$INSTANCE]=$pid
-    wait_http "$INSTANCE" "http://127.0.0.1:$ADMIN_PORT/readyz" "$TMP/$INSTANCE.err" "$pid"
+    portcullis_spawn "$INSTANCE" "$conf" "$ADMIN_PORT"
+    PROC_PID[$INSTANCE]=$LAST_PID
     log "$INSTANCE on 127.0.0.1:$GATEWAY_PORT, TLS $GATEWAY_TLS_PORT, admin $ADMIN_PORT (sessions: $SESSION_STORE, threads $WORKERS, $PORTCULLIS)"
 }
 
@@ -581,9 +455,8 @@ SESSION_SECRET=""
 start_portcullis() {
     [[ -z "$GATEWAY_PORT" ]] || return 0
     start_backend
-    # Node.js and jose (tests/idp/node_modules) for mint.mjs; idempotent, quick when installed.
-    bash "$ROOT/tests/setup.sh" >&2 || die "tests/setup.sh failed (Node.js >= 20.18 and npm are needed)"
-    portcullis_bin
+    run_setup # Node.js and jose for mint.mjs
+    portcullis_bin release-lto
     mint_tokens
     make_pki
     free_port GATEWAY_PORT
@@ -613,9 +486,36 @@ start_portcullis_redis() {
 
 # ---------------------------------------------------------------- targets
 
-# Each sets T_URL (required) and optionally T_HEADERS, T_NOAUTH_STATUS, T_SANITY_URL,
-# T_CURL_ARGS, T_BASELINE, T_CONNECTIONS, T_NEWCONN, T_PROC, T_WRK_SCRIPT, T_WRK_SCRIPT_ARGS,
-# T_TOKEN_CACHE and T_MIN_MISSES (see the header).
+# Each sets T_URL (required) and optionally the other fields below (see the header). Every
+# target is set up before the first is measured; TARGET_TABLE["TARGET FIELD"] keeps what each
+# set (an array one element a line).
+T_SCALARS=(T_URL T_NOAUTH_STATUS T_SANITY_URL T_BASELINE T_CONNECTIONS T_NEWCONN T_PROC T_WRK_SCRIPT
+    T_TOKEN_CACHE T_MIN_MISSES)
+T_ARRAYS=(T_HEADERS T_CURL_ARGS T_WRK_SCRIPT_ARGS)
+declare -A TARGET_TABLE=()
+target_setup() { # TARGET: runs its function with every field empty, then saves the fields
+    local f ref
+    for f in "${T_SCALARS[@]}"; do printf -v "$f" '%s' ""; done
+    for f in "${T_ARRAYS[@]}"; do mapfile -t "$f" </dev/null; done
+    "$(target_fn "$1")"
+    [[ -n "$T_URL" ]] || die "target $1 set no T_URL"
+    for f in "${T_SCALARS[@]}"; do TARGET_TABLE["$1 $f"]="${!f}"; done
+    for f in "${T_ARRAYS[@]}"; do
+        ref="${f}[@]"
+        TARGET_TABLE["$1 $f"]="$(printf '%s\n' "${!ref}")"
+    done
+}
+target_load() { # TARGET: sets the fields to what target_setup saved
+    local f
+    for f in "${T_SCALARS[@]}"; do printf -v "$f" '%s' "${TARGET_TABLE["$1 $f"]}"; done
+    for f in "${T_ARRAYS[@]}"; do
+        if [[ -z "${TARGET_TABLE["$1 $f"]}" ]]; then
+            mapfile -t "$f" </dev/null
+        else
+            mapfile -t "$f" <<<"${TARGET_TABLE["$1 $f"]}"
+        fi
+    done
+}
 
 # The bare loop (target bare-loop): a bench binary, built once with the gateway's profile.
 BARE=""
@@ -641,10 +541,11 @@ start_bare_loop() {
     # TMPDIR: its pid file and upgrade socket go under the run's directory.
     TMPDIR="$TMP" "$BARE" "127.0.0.1:$BARE_PORT" "127.0.0.1:$BACKEND_PORT" "$WORKERS" \
         >"$TMP/bare.out" 2>&1 </dev/null &
-    PIDS+=("$!")
     LAST_PID=$!
+    PIDS+=("$LAST_PID")
     PROC_PID[bare]=$LAST_PID
-    wait_http "bare loop" "http://127.0.0.1:$BARE_PORT$PUBLIC_PATH" "$TMP/bare.out" "$LAST_PID"
+    wait_http "bare loop" "http://127.0.0.1:$BARE_PORT$PUBLIC_PATH" "$LAST_PID" "$TMP/bare.out" ||
+        die "bare loop failed to start"
     log "bare loop on 127.0.0.1:$BARE_PORT (shards $WORKERS)"
 }
 
@@ -705,27 +606,11 @@ target_portcullis_bearer_pool() {
     T_MIN_MISSES=$((BEARER_POOL - 1))
 }
 
-# sign_in VAR URL INSTANCE: one real sign-in through the gateway instance INSTANCE at URL,
-# bounded in time; VAR is set to the session's Cookie header value.
-sign_in() {
-    local cookie
-    [[ -n "$IDP_PID" ]] || die "the test IdP is no longer running; cannot sign in"
-    command -v python3 >/dev/null 2>&1 || die "python3 is needed for the session targets"
-    cookie="$(timeout -k 5 60 python3 "$HERE/session_cookie.py" "$2")" || {
-        log "sign-in failed; the test IdP's log and the gateway's:"
-        tail -n 20 "$TMP/idp.err" >&2 2>/dev/null || true
-        tail -n 20 "$TMP/$3.err" >&2 2>/dev/null || true
-        die "session_cookie.py could not sign in at $2"
-    }
-    [[ -n "$cookie" ]] || die "session_cookie.py printed no cookie"
-    printf -v "$1" '%s' "$cookie"
-}
-
 SESSION_COOKIE=""
 target_portcullis_session() {
     start_portcullis
     T_URL="http://127.0.0.1:$GATEWAY_PORT$SESSION_PATH"
-    [[ -n "$SESSION_COOKIE" ]] || sign_in SESSION_COOKIE "$T_URL" portcullis
+    [[ -n "$SESSION_COOKIE" ]] || sign_in SESSION_COOKIE "$T_URL" "$TMP/portcullis.err"
     T_HEADERS=("Cookie: $SESSION_COOKIE")
     T_NOAUTH_STATUS=401
     T_PROC=portcullis
@@ -737,7 +622,7 @@ target_portcullis_session_redis() {
     start_portcullis_redis
     T_URL="http://127.0.0.1:$REDIS_GATEWAY_PORT$SESSION_PATH"
     if [[ -z "$REDIS_SESSION_COOKIE" ]]; then
-        sign_in REDIS_SESSION_COOKIE "$T_URL" portcullis-redis
+        sign_in REDIS_SESSION_COOKIE "$T_URL" "$TMP/portcullis-redis.err"
         # The cookie is only a ticket (an id and a key); the session is in Redis, once.
         ((${#REDIS_SESSION_COOKIE} < 300)) ||
             die "portcullis-redis: the session Cookie header is ${#REDIS_SESSION_COOKIE} bytes, not a small ticket (< 300)"
@@ -830,14 +715,14 @@ parse_wrk() {
 
 # run_wrk OUTFILE LIMIT_SECONDS WRK_ARGS...: wrk, killed after LIMIT_SECONDS; run in the
 # background and waited for so that INT/TERM reach the cleanup trap immediately.
-WRK_PID=""
 run_wrk() {
-    local outf="$1" limit="$2" rc=0
+    local outf="$1" limit="$2" rc=0 pid
     shift 2
     timeout -k 5 "$limit" wrk "$@" >"$outf" 2>&1 </dev/null &
-    WRK_PID=$!
-    wait "$WRK_PID" || rc=$?
-    WRK_PID=""
+    pid=$!
+    PIDS+=("$pid")
+    wait "$pid" || rc=$?
+    forget_pid "$pid"
     return "$rc"
 }
 
@@ -881,7 +766,7 @@ CLK_TCK="$(getconf CLK_TCK 2>/dev/null || echo 100)"
 
 # token_cache ADMIN_PORT: "HITS MISSES" of that instance's verified-token cache so far.
 token_cache() {
-    { curl -s --max-time 2 "http://127.0.0.1:$1/metrics" || true; } | awk '
+    admin_metrics "$1" | awk '
         /^portcullis_token_cache_total[{].*result="hit"/ { h = $NF }
         /^portcullis_token_cache_total[{].*result="miss"/ { m = $NF }
         END { printf "%d %d\n", h, m }'
@@ -1050,70 +935,27 @@ done
 
 ensure_deps
 
-declare -A T_URLS T_HDRS T_NOAUTH T_SANITY_URLS T_CURLS T_BASELINES T_CONNS T_NEWCONNS T_PROCS \
-    T_SCRIPTS T_SCRIPT_ARGS T_CACHES T_MISSES
-for t in "${TARGET_LIST[@]}"; do
-    T_URL=""
-    T_HEADERS=()
-    T_NOAUTH_STATUS=""
-    T_SANITY_URL=""
-    T_CURL_ARGS=()
-    T_BASELINE=""
-    T_CONNECTIONS=""
-    T_NEWCONN=""
-    T_PROC=""
-    T_WRK_SCRIPT=""
-    T_WRK_SCRIPT_ARGS=()
-    T_TOKEN_CACHE=""
-    T_MIN_MISSES=""
-    "$(target_fn "$t")"
-    [[ -n "$T_URL" ]] || die "target $t set no T_URL"
-    T_URLS[$t]="$T_URL"
-    T_HDRS[$t]="$(printf '%s\n' "${T_HEADERS[@]}")"
-    T_NOAUTH[$t]="$T_NOAUTH_STATUS"
-    T_SANITY_URLS[$t]="$T_SANITY_URL"
-    T_CURLS[$t]="$(printf '%s\n' "${T_CURL_ARGS[@]}")"
-    T_BASELINES[$t]="$T_BASELINE"
-    T_CONNS[$t]="$T_CONNECTIONS"
-    T_NEWCONNS[$t]="$T_NEWCONN"
-    T_PROCS[$t]="$T_PROC"
-    T_SCRIPTS[$t]="$T_WRK_SCRIPT"
-    T_SCRIPT_ARGS[$t]="$(printf '%s\n' "${T_WRK_SCRIPT_ARGS[@]}")"
-    T_CACHES[$t]="$T_TOKEN_CACHE"
-    T_MISSES[$t]="$T_MIN_MISSES"
-done
+for t in "${TARGET_LIST[@]}"; do target_setup "$t"; done
 # The test IdP was needed for start-up and sign-in only.
-stop_idp
+if [[ -n "$IDP_PID" ]]; then
+    stop_idp
+    log "test IdP stopped: no IdP process runs during the load"
+fi
 REDIS_PUTS_BEFORE=""
 if [[ -n "$REDIS_ADMIN_PORT" ]]; then
-    REDIS_PUTS_BEFORE="$(curl -s --max-time 2 "http://127.0.0.1:$REDIS_ADMIN_PORT/metrics" |
+    REDIS_PUTS_BEFORE="$(admin_metrics "$REDIS_ADMIN_PORT" |
         awk '/^portcullis_session_store_latency_seconds_count[{].*op="put"/ { n += $NF } END { print n + 0 }')"
 fi
 
 for t in "${TARGET_LIST[@]}"; do
-    T_URL="${T_URLS[$t]}"
-    T_NOAUTH_STATUS="${T_NOAUTH[$t]}"
-    T_HEADERS=()
-    [[ -z "${T_HDRS[$t]}" ]] || mapfile -t T_HEADERS <<<"${T_HDRS[$t]}"
-    T_SANITY_URL="${T_SANITY_URLS[$t]}"
-    T_CURL_ARGS=()
-    [[ -z "${T_CURLS[$t]}" ]] || mapfile -t T_CURL_ARGS <<<"${T_CURLS[$t]}"
-    T_BASELINE="${T_BASELINES[$t]}"
-    T_CONNECTIONS="${T_CONNS[$t]}"
-    T_NEWCONN="${T_NEWCONNS[$t]}"
-    T_PROC="${T_PROCS[$t]}"
-    T_WRK_SCRIPT="${T_SCRIPTS[$t]}"
-    T_WRK_SCRIPT_ARGS=()
-    [[ -z "${T_SCRIPT_ARGS[$t]}" ]] || mapfile -t T_WRK_SCRIPT_ARGS <<<"${T_SCRIPT_ARGS[$t]}"
-    T_TOKEN_CACHE="${T_CACHES[$t]}"
-    T_MIN_MISSES="${T_MISSES[$t]}"
+    target_load "$t"
     measure "$t"
 done
 
 # How the bearer requests were answered: misses should be about one per token (the sanity
 # request), everything else hits.
 if [[ -n "$GATEWAY_PORT" ]]; then
-    cache="$(curl -s --max-time 2 "http://127.0.0.1:$ADMIN_PORT/metrics" |
+    cache="$(admin_metrics "$ADMIN_PORT" |
         awk '/^portcullis_token_cache_total[{]/ { printf "%s%s", sep, $0; sep = ", " }' || true)"
     [[ -z "$cache" ]] || log "token cache: $cache"
 fi
@@ -1128,7 +970,7 @@ void_target() {
 for inst in portcullis:"$ADMIN_PORT":portcullis-session portcullis-redis:"$REDIS_ADMIN_PORT":portcullis-session-redis; do
     IFS=: read -r name port target <<<"$inst"
     [[ -n "$port" ]] || continue
-    metrics="$(curl -s --max-time 2 "http://127.0.0.1:$port/metrics" || true)"
+    metrics="$(admin_metrics "$port")"
     refreshes="$(awk '/^portcullis_session_refreshes_total[{]/ { n += $NF } END { print n + 0 }' <<<"$metrics")"
     [[ "$refreshes" == 0 ]] || void_target "$target" "$name refreshed sessions $refreshes time(s) during the runs"
 done
@@ -1136,7 +978,7 @@ done
 # but the sign-in's writes (a `put` during the runs would be a touch or a refresh) and the
 # gateway's health pings; no error.
 if [[ -n "$REDIS_ADMIN_PORT" ]]; then
-    metrics="$(curl -s --max-time 2 "http://127.0.0.1:$REDIS_ADMIN_PORT/metrics" || true)"
+    metrics="$(admin_metrics "$REDIS_ADMIN_PORT")"
     ops="$(awk '/^portcullis_session_store_latency_seconds_count[{]/ {
             op = $0; sub(/.*op="/, "", op); sub(/".*/, "", op); printf "%s%s %s", sep, op, $NF; sep = ", " }' <<<"$metrics")"
     errors="$(awk '/^portcullis_session_store_errors_total[{]/ { n += $NF } END { print n + 0 }' <<<"$metrics")"

@@ -96,11 +96,13 @@
 #   KEEP_TMP=1               keep the temp dir (logs, samples, rendered configs) and print its path
 
 set -euo pipefail
-shopt -u patsub_replacement 2>/dev/null || true
 export LC_ALL=C
 
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
-ROOT="$(cd "$HERE/../.." && pwd)"
+LOG_NAME=soak
+LOG_CLOCK=1
+# shellcheck source=benches/load/lib.sh
+source "$HERE/lib.sh"
 
 SOAK_SECONDS="${SOAK_SECONDS:-180}"
 SOAK_CONNECTIONS="${SOAK_CONNECTIONS:-4}"
@@ -112,27 +114,20 @@ SOAK_RSS_MAX_GROWTH_PCT="${SOAK_RSS_MAX_GROWTH_PCT:-10}"
 SOAK_FD_MAX_GROWTH="${SOAK_FD_MAX_GROWTH:-32}"
 WORKERS="${WORKERS:-2}"
 ACCESS_LOG="${ACCESS_LOG:-stdout}"
-KEEP_TMP="${KEEP_TMP:-0}"
 SOAK_ATTACK="${SOAK_ATTACK:-1}"
 SOAK_ATTACK_P99_RATIO="${SOAK_ATTACK_P99_RATIO:-2}"
 SOAK_FLOOD_RATE="${SOAK_FLOOD_RATE:-200}"
 
 BEARER_AUDIENCE="urn:portcullis:soak"
 
-log() { printf '[soak %s] %s\n' "$(date +%T)" "$*" >&2; }
-die() { printf '[soak] error: %s\n' "$*" >&2; exit 1; }
-
 case "${1:-}" in
     "") ;;
-    -h|--help) sed -n '2,/^$/{s/^# \{0,1\}//;p}' "${BASH_SOURCE[0]}"; exit 0 ;;
+    -h|--help) print_header "${BASH_SOURCE[0]}"; exit 0 ;;
     *) die "unknown argument: $1 (see --help)" ;;
 esac
 
-is_uint() { [[ "$1" =~ ^[1-9][0-9]*$ ]]; }
-for v in SOAK_SECONDS SOAK_CONNECTIONS SOAK_DELAY_MS SOAK_RELOAD_EVERY SOAK_FRESH_MINTS SOAK_SAMPLE_EVERY \
-    SOAK_RSS_MAX_GROWTH_PCT SOAK_FD_MAX_GROWTH WORKERS; do
-    is_uint "${!v}" || die "$v must be a positive integer, got '${!v}'"
-done
+require_uint SOAK_SECONDS SOAK_CONNECTIONS SOAK_DELAY_MS SOAK_RELOAD_EVERY SOAK_FRESH_MINTS SOAK_SAMPLE_EVERY \
+    SOAK_RSS_MAX_GROWTH_PCT SOAK_FD_MAX_GROWTH WORKERS
 ((SOAK_SECONDS >= 60)) || die "SOAK_SECONDS must be at least 60"
 [[ "$ACCESS_LOG" == stdout || "$ACCESS_LOG" == off ]] || die "ACCESS_LOG must be stdout or off"
 [[ "$SOAK_ATTACK" == 0 || "$SOAK_ATTACK" == 1 ]] || die "SOAK_ATTACK must be 0 or 1"
@@ -142,124 +137,15 @@ is_uint "$SOAK_ATTACK_P99_RATIO" || die "SOAK_ATTACK_P99_RATIO must be a positiv
 for c in wrk curl node python3 awk; do
     command -v "$c" >/dev/null 2>&1 || die "$c is needed"
 done
-NGINX="$(command -v nginx 2>/dev/null || echo /usr/sbin/nginx)"
 [[ -x "$NGINX" ]] || die "nginx is needed"
 
 # ---------------------------------------------------------------- processes, temp dir
 
-TMP=""
-PIDS=()      # long-lived children, stopped on exit (TERM, then KILL after 5 s)
-LOOP_PIDS=() # background loops (sampler, trickle, burst): TERM, then their children
+make_tmp portcullis-soak
 
-stop_pid() { # PID: TERM, wait up to 5 s, then KILL (its direct children too)
-    local pid="$1" i
-    [[ -n "$pid" ]] || return 0
-    kill -TERM "$pid" 2>/dev/null || true
-    for ((i = 0; i < 50; i++)); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-    if kill -0 "$pid" 2>/dev/null; then
-        pkill -KILL -P "$pid" 2>/dev/null || true
-        kill -KILL "$pid" 2>/dev/null || true
-    fi
-    wait "$pid" 2>/dev/null || true
-}
-
-cleanup() {
-    local rc=$? pid
-    trap - EXIT INT TERM
-    for pid in "${LOOP_PIDS[@]}"; do
-        kill -TERM "$pid" 2>/dev/null || true
-        pkill -TERM -P "$pid" 2>/dev/null || true
-    done
-    for pid in "${LOOP_PIDS[@]}" "${PIDS[@]}"; do stop_pid "$pid"; done
-    if [[ -n "$TMP" && -d "$TMP" ]]; then
-        if [[ "$KEEP_TMP" == 1 ]]; then
-            log "kept $TMP"
-        else
-            rm -rf "$TMP"
-        fi
-    fi
-    exit "$rc"
-}
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
-
-TMP="$(mktemp -d "${TMPDIR:-/tmp}/portcullis-soak.XXXXXX")"
-chmod 700 "$TMP"
-
-forget_pid() { # PID: no longer ours to stop
-    local keep=() p
-    for p in "${PIDS[@]}"; do [[ "$p" == "$1" ]] || keep+=("$p"); done
-    PIDS=("${keep[@]}")
-}
-
-USED_PORTS=" "
-port_in_use() {
-    local p="$1"
-    if command -v ss >/dev/null 2>&1; then
-        [[ -n "$(ss -Hltn "sport = :$p" 2>/dev/null)" ]]
-    else
-        (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null
-    fi
-}
-free_port() { # VAR: set VAR to a free loopback port not handed out before
-    local p i
-    for ((i = 0; i < 200; i++)); do
-        p=$((20000 + RANDOM % 40000))
-        [[ "$USED_PORTS" == *" $p "* ]] && continue
-        port_in_use "$p" && continue
-        USED_PORTS+="$p "
-        printf -v "$1" '%s' "$p"
-        return 0
-    done
-    die "no free port found"
-}
-
-# render TEMPLATE OUTPUT: replace @NAME@ with $NAME for the variables below.
-render() {
-    local text key
-    text="$(<"$1")"
-    for key in TMP WORKERS ACCESS_LOG BACKEND_NAME BACKEND_PORT BACKEND1_PORT BACKEND2_PORT \
-        GATEWAY_PORT ADMIN_PORT IDP_PORT IDP_ISSUER IDP_KEYS TOKEN_TTL SESSION_TTL SESSION_SECRET \
-        CLIENT_SECRET RELOAD_TAG; do
-        text="${text//@"$key"@/"${!key:-}"}"
-    done
-    [[ "$text" != *@[A-Z_0-9]*@* ]] ||
-        die "unrendered placeholder in $1: $(grep -o '@[A-Z_0-9]*@' <<<"$text" | sort -u | tr '\n' ' ')"
-    printf '%s\n' "$text" >"$2.new"
-    chmod 600 "$2.new"
-    mv -f "$2.new" "$2" # atomic: a reload never reads half a file
-}
-
-http_code() { # URL [curl args...]: the status, 000 on a connection error
-    local url="$1"
-    shift
-    curl -s -o /dev/null -w '%{http_code}' --max-time 5 "$@" "$url" 2>/dev/null || true
-}
-
-# wait_http NAME URL PID LOGFILE [SECONDS]: until URL answers 200, PID dies, or the time passes.
-wait_http() {
-    local name="$1" url="$2" pid="$3" logf="$4" secs="${5:-30}" i
-    for ((i = 0; i < secs * 10; i++)); do
-        if ! kill -0 "$pid" 2>/dev/null; then
-            log "$name exited; its log:"
-            tail -n 30 "$logf" >&2 2>/dev/null || true
-            return 1
-        fi
-        [[ "$(curl -s -o /dev/null -w '%{http_code}' --max-time 1 "$url" 2>/dev/null)" == 200 ]] && return 0
-        sleep 0.1
-    done
-    log "$name not ready at $url after ${secs}s; its log:"
-    tail -n 30 "$logf" >&2 2>/dev/null || true
-    return 1
-}
-
-now_s() { printf '%(%s)T' -1; }
-now_ms() { local t="$EPOCHREALTIME"; echo $((${t%.*} * 1000 + 10#${t#*.} / 1000)); }
-sleep_until_ms() { # EPOCH_MS
-    local d=$(($1 - $(now_ms)))
-    ((d <= 0)) || sleep "$((d / 1000)).$(printf '%03d' $((d % 1000)))"
-}
+RENDER_KEYS=(TMP WORKERS ACCESS_LOG BACKEND_NAME BACKEND_PORT BACKEND1_PORT BACKEND2_PORT
+    GATEWAY_PORT ADMIN_PORT IDP_PORT IDP_ISSUER IDP_KEYS TOKEN_TTL SESSION_TTL SESSION_SECRET
+    CLIENT_SECRET RELOAD_TAG)
 
 # ---------------------------------------------------------------- backends
 
@@ -269,10 +155,9 @@ start_backend() { # NAME (b1|b2); its port is chosen once and kept across restar
     BACKEND_NAME="$name"
     BACKEND_PORT="${BACKEND_PORTS[$name]}"
     render "$HERE/soak.backend.nginx.conf.tmpl" "$TMP/$name.conf"
-    "$NGINX" -p "$TMP/" -e "$TMP/$name.error.log" -c "$TMP/$name.conf" >>"$TMP/$name.out" 2>&1 </dev/null &
-    BACKEND_PID[$name]=$!
-    PIDS+=("$!")
-    wait_http "backend $name" "http://127.0.0.1:$BACKEND_PORT/up" "$!" "$TMP/$name.error.log" 10
+    nginx_spawn "$name" "$TMP/$name.conf" # the template says `daemon off;`
+    BACKEND_PID[$name]=$LAST_PID
+    wait_http "backend $name" "http://127.0.0.1:$BACKEND_PORT/up" "$LAST_PID" "$TMP/$name.error.log" 10
 }
 
 kill_backend() { # NAME: SIGKILL, as a crash
@@ -285,51 +170,12 @@ kill_backend() { # NAME: SIGKILL, as a crash
 
 # ---------------------------------------------------------------- the test OpenID Provider
 
-IDP_PID=""
-IDP_ISSUER=""
-start_idp() { # on IDP_PORT (fixed for the run: the issuer names it)
-    local i line=""
-    : >"$TMP/idp.out"
-    node "$ROOT/tests/idp/server.mjs" "$TMP/idp.json" >"$TMP/idp.out" 2>>"$TMP/idp.err" </dev/null &
-    IDP_PID=$!
-    PIDS+=("$IDP_PID")
-    for ((i = 0; i < 300; i++)); do
-        kill -0 "$IDP_PID" 2>/dev/null || break
-        line="$(awk '$1 == "READY" { print $2; exit }' "$TMP/idp.out" 2>/dev/null || true)"
-        [[ -z "$line" ]] || break
-        sleep 0.1
-    done
-    if [[ "$line" != "http://127.0.0.1:$IDP_PORT" ]]; then
-        tail -n 30 "$TMP/idp.err" >&2 2>/dev/null || true
-        log "the test OpenID Provider did not start on port $IDP_PORT (READY '$line')"
-        return 1
-    fi
-    IDP_ISSUER="$line"
-}
-
-stop_idp() {
-    [[ -n "$IDP_PID" ]] || return 0
-    stop_pid "$IDP_PID"
-    forget_pid "$IDP_PID"
-    IDP_PID=""
-}
+start_idp() { idp_spawn "http://127.0.0.1:$IDP_PORT"; } # IDP_PORT is fixed for the run: the issuer names it
 
 # ---------------------------------------------------------------- set-up
 
-portcullis_bin() {
-    if [[ -n "${PORTCULLIS_BIN:-}" ]]; then
-        [[ -x "$PORTCULLIS_BIN" ]] || die "PORTCULLIS_BIN=$PORTCULLIS_BIN is not executable"
-        printf '%s\n' "$PORTCULLIS_BIN"
-        return
-    fi
-    log "cargo build --release --bin portcullis"
-    (cd "$ROOT" && cargo build --release --bin portcullis >&2) || die "release build failed"
-    printf '%s\n' "${CARGO_TARGET_DIR:-$ROOT/target}/release/portcullis"
-}
-
-# Node.js and jose/oidc-provider (tests/idp/node_modules); idempotent, quick when installed.
-bash "$ROOT/tests/setup.sh" >&2 || die "tests/setup.sh failed (Node.js >= 20.18 and npm are needed)"
-BIN="$(portcullis_bin)"
+run_setup # Node.js, jose (mint.mjs) and oidc-provider (the test IdP)
+portcullis_bin release
 
 free_port GATEWAY_PORT
 free_port ADMIN_PORT
@@ -377,21 +223,13 @@ done
 
 RELOAD_TAG=a
 render "$HERE/soak.portcullis.yaml.tmpl" "$TMP/portcullis.yaml"
-"$BIN" check --config "$TMP/portcullis.yaml" >&2 || die "portcullis check rejected the soak config"
 # The access log (stdout) is written, then discarded.
-"$BIN" run --config "$TMP/portcullis.yaml" >/dev/null 2>"$TMP/portcullis.err" </dev/null &
-GW_PID=$!
-PIDS+=("$GW_PID")
-wait_http portcullis "http://127.0.0.1:$ADMIN_PORT/readyz" "$GW_PID" "$TMP/portcullis.err" 30 ||
-    die "the gateway did not become ready"
-log "portcullis pid $GW_PID on 127.0.0.1:$GATEWAY_PORT, admin $ADMIN_PORT (threads $WORKERS, $BIN)"
+portcullis_spawn portcullis "$TMP/portcullis.yaml" "$ADMIN_PORT"
+GW_PID=$LAST_PID
+log "portcullis pid $GW_PID on 127.0.0.1:$GATEWAY_PORT, admin $ADMIN_PORT (threads $WORKERS, $PORTCULLIS)"
 
-SESSION_COOKIE="$(timeout -k 5 60 python3 "$HERE/session_cookie.py" "http://127.0.0.1:$GATEWAY_PORT/session/soak")" || {
-    tail -n 20 "$TMP/idp.err" >&2 2>/dev/null || true
-    tail -n 20 "$TMP/portcullis.err" >&2 2>/dev/null || true
-    die "session_cookie.py could not sign in"
-}
-[[ -n "$SESSION_COOKIE" ]] || die "session_cookie.py printed no cookie"
+SESSION_COOKIE=""
+sign_in SESSION_COOKIE "http://127.0.0.1:$GATEWAY_PORT/session/soak" "$TMP/portcullis.err"
 # A forged cookie: the real names, random values of the same length.
 FORGED_COOKIE=""
 IFS=';' read -r -a parts <<<"$SESSION_COOKIE"
@@ -459,7 +297,7 @@ done
     die "sanity: /reload-a should be 200 and /reload-b 404"
 log "sanity: healthy routes 200, refused 401, oversized 431/414"
 
-metrics() { curl -s --max-time 5 "http://127.0.0.1:$ADMIN_PORT/metrics" 2>/dev/null || true; }
+metrics() { admin_metrics "$ADMIN_PORT"; }
 metrics >"$TMP/metrics.before" # kept with KEEP_TMP=1
 
 # ---------------------------------------------------------------- schedule

@@ -152,6 +152,19 @@ impl<'s> Walk<'s> {
             return self.report(path, message, suggestion);
         }
         let resolved: Vec<&'s Schema> = branches.iter().map(|b| self.deref(b)).collect();
+        // An optional enum or choice (`Option<T>`): `null`, or the inner schema, which has no
+        // `type` of its own to match the value's kind against.
+        let inner: Vec<&'s Schema> = resolved
+            .iter()
+            .copied()
+            .filter(|b| types(b) != ["null"])
+            .collect();
+        if let [only] = inner[..]
+            && inner.len() < resolved.len()
+            && !matches!(value, Yaml::Null)
+        {
+            return self.node(only, value, path);
+        }
         if let Some(branch) = resolved
             .iter()
             .find(|b| types(b).iter().any(|t| accepts(t, value)))
@@ -358,6 +371,24 @@ mod tests {
                 .iter()
                 .any(|(k, m, _)| k == "server.listen[2]" && m.contains("a string or a mapping")),
             "{found:#?}"
+        );
+    }
+
+    #[test]
+    fn an_optional_enum_names_its_variants() {
+        let found = keys(
+            "server:\n  listen: [\"127.0.0.1:1\"]\n  admin: \"127.0.0.1:2\"\n  log_format: yaml\n",
+        );
+        let format: Vec<_> = found
+            .iter()
+            .filter(|f| f.0 == "server.log_format")
+            .collect();
+        assert_eq!(format.len(), 1, "{found:?}");
+        assert!(
+            format[0]
+                .1
+                .contains("unknown variant `yaml`, expected one of `text`, `json`"),
+            "{found:?}"
         );
     }
 

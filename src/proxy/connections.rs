@@ -102,9 +102,9 @@ impl Connections {
             session.set_pipelined_prefix(prefix);
             let keepalive = (!*shutdown.borrow()).then_some(limits.idle_timeout.as_secs().max(1));
             session.set_keepalive(keepalive);
-            // Boxed: an idle connection then holds only this loop's small state, not the
-            // space of a request in progress (~20 KB).
-            let Some(reusable) = Box::pin(self.gateway.serve(session, shutdown)).await else {
+            // Not boxed, though an idle connection then holds the space of a request in
+            // progress (~20 KB): moving that future into a box per request cost ~0.8 µs (memcpy).
+            let Some(reusable) = self.gateway.serve(session, shutdown).await else {
                 return;
             };
             let (next, pipelined) = reusable.into_parts();

@@ -423,19 +423,21 @@ impl Gateway {
             session.set_keepalive(None);
         }
         let mut ctx = RequestCtx::new();
-        let reuse = respond::with_request_id(async {
-            let outcome = self.handle(&mut session, &mut ctx).await;
-            let reuse = match &outcome {
-                Ok(reuse) => *reuse,
-                Err(e) => {
-                    self.fail(&mut session, e).await;
-                    false
-                }
-            };
-            self.log(&session, outcome.as_ref().err().map(|e| &**e), &ctx);
-            reuse
-        })
-        .await;
+        let reuse = {
+            let serve = std::pin::pin!(async {
+                let outcome = self.handle(&mut session, &mut ctx).await;
+                let reuse = match &outcome {
+                    Ok(reuse) => *reuse,
+                    Err(e) => {
+                        self.fail(&mut session, e).await;
+                        false
+                    }
+                };
+                self.log(&session, outcome.as_ref().err().map(|e| &**e), &ctx);
+                reuse
+            });
+            respond::RequestIdScope::new(serve).await
+        };
         if !reuse {
             return None;
         }

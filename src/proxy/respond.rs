@@ -6,6 +6,8 @@
 //! assertion key set, which apps may cache for minutes.
 
 use std::cell::RefCell;
+use std::pin::Pin;
+use std::task::{Context, Poll};
 
 use bytes::Bytes;
 use http::{HeaderName, HeaderValue};
@@ -13,39 +15,76 @@ use pingora::http::ResponseHeader;
 use pingora::prelude::*;
 use pingora::protocols::http::ServerSession;
 
-tokio::task_local! {
-    /// The request id header and value of the request this task serves, for the answers the
-    /// gateway makes itself (set once the request's config is known).
-    static REQUEST_ID: RefCell<Option<(HeaderName, HeaderValue)>>;
+type IdHeader = Option<(HeaderName, HeaderValue)>;
+
+thread_local! {
+    /// The request id header and value of the request whose task is being polled on this
+    /// thread, for the answers the gateway makes itself (set once the request's config is
+    /// known). [`RequestIdScope`] swaps each request's own in and out around every poll: a
+    /// task-local would own (and so move, ~20 KB a request) the future it wraps.
+    static REQUEST_ID: RefCell<IdHeader> = const { RefCell::new(None) };
 }
 
-/// Runs `serve` (one request) with a place for its request id.
-pub(crate) async fn with_request_id<F: Future>(serve: F) -> F::Output {
-    REQUEST_ID.scope(RefCell::new(None), serve).await
+/// One request's place for its request id, around the future serving it (pinned where it
+/// lies, never moved).
+pub(crate) struct RequestIdScope<'a, F> {
+    own: IdHeader,
+    serve: Pin<&'a mut F>,
+}
+
+impl<'a, F: Future> RequestIdScope<'a, F> {
+    /// `serve` (one request), with a place for its request id.
+    pub(crate) fn new(serve: Pin<&'a mut F>) -> Self {
+        Self { own: None, serve }
+    }
+}
+
+impl<F: Future> Future for RequestIdScope<'_, F> {
+    type Output = F::Output;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
+        let this = self.get_mut();
+        let outer = REQUEST_ID.with(|id| id.replace(this.own.take()));
+        let polled = this.serve.as_mut().poll(cx);
+        this.own = REQUEST_ID.with(|id| id.replace(outer));
+        polled
+    }
 }
 
 /// Records the request id of the request being served.
 pub(crate) fn set_request_id(name: HeaderName, value: HeaderValue) {
-    let _ = REQUEST_ID.try_with(|id| *id.borrow_mut() = Some((name, value)));
+    REQUEST_ID.with(|id| *id.borrow_mut() = Some((name, value)));
 }
 
-fn request_id() -> Option<(HeaderName, HeaderValue)> {
-    REQUEST_ID.try_with(|id| id.borrow().clone()).ok().flatten()
+fn request_id() -> IdHeader {
+    REQUEST_ID.with(|id| id.borrow().clone())
+}
+
+thread_local! {
+    /// Request ids come from a per-thread generator seeded once from the system's: they must
+    /// not collide, not be secret, and aws-lc's DRBG (re-keyed on every call) cost ~0.4 µs a
+    /// request.
+    static IDS: RefCell<fastrand::Rng> = RefCell::new(fastrand::Rng::with_seed(seed()));
+}
+
+fn seed() -> u64 {
+    let mut bytes = [0u8; 8];
+    if aws_lc_rs::rand::fill(&mut bytes).is_err() {
+        // The system's generator failed: the clock still tells threads and processes apart.
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos());
+        return nanos as u64 ^ u64::from(std::process::id()).rotate_left(32);
+    }
+    u64::from_le_bytes(bytes)
 }
 
 /// A fresh request id: 128 random bits, hex.
 pub(crate) fn fresh_request_id() -> HeaderValue {
-    let mut bytes = [0u8; 16];
-    if aws_lc_rs::rand::fill(&mut bytes).is_err() {
-        // The system's generator failed: still unique enough to correlate logs.
-        let nanos = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_nanos());
-        bytes = nanos.to_be_bytes();
-    }
+    let bits = IDS.with(|rng| rng.borrow_mut().u128(..));
     const HEX: &[u8; 16] = b"0123456789abcdef";
     let mut text = [0u8; 32];
-    for (i, b) in bytes.iter().enumerate() {
+    for (i, b) in bits.to_be_bytes().iter().enumerate() {
         text[2 * i] = HEX[usize::from(b >> 4)];
         text[2 * i + 1] = HEX[usize::from(b & 0xf)];
     }

@@ -4,7 +4,7 @@
 #
 # Starts, on 127.0.0.1 only and under a private temp dir (removed on exit):
 #   - two backends (Debian's nginx, one process each, soak.backend.nginx.conf.tmpl) behind one
-#     upstream of two targets,
+#     upstream of two targets, and a third (`big`, route /big) for the attack phase's 16 MiB answer,
 #   - the test OpenID Provider (tests/idp/server.mjs, soak.idp.json.tmpl) on a fixed port,
 #   - a release build of Portcullis (`cargo build --release --bin portcullis`, or PORTCULLIS_BIN)
 #     with soak.portcullis.yaml.tmpl: routes /public (public), /bearer (bearer, provider idp),
@@ -143,7 +143,7 @@ done
 
 make_tmp portcullis-soak
 
-RENDER_KEYS=(TMP WORKERS ACCESS_LOG BACKEND_NAME BACKEND_PORT BACKEND1_PORT BACKEND2_PORT
+RENDER_KEYS=(TMP WORKERS ACCESS_LOG BACKEND_NAME BACKEND_PORT BACKEND1_PORT BACKEND2_PORT BIG_PORT
     GATEWAY_PORT ADMIN_PORT IDP_PORT IDP_ISSUER IDP_KEYS TOKEN_TTL SESSION_TTL SESSION_SECRET
     CLIENT_SECRET RELOAD_TAG)
 
@@ -184,10 +184,17 @@ free_port BACKEND1_PORT
 free_port BACKEND2_PORT
 BACKEND_PORTS[b1]="$BACKEND1_PORT"
 BACKEND_PORTS[b2]="$BACKEND2_PORT"
+# The stalled readers' backend, a process of its own: the gateway holds its answers back from
+# clients that do not read, and a single-process nginx answering 200 of them at once was slower
+# to answer everyone else (measured: 1.9 s for a small answer) — that is the backend's limit,
+# not the gateway's, and the probe measures the gateway.
+free_port BIG_PORT
+BACKEND_PORTS[big]="$BIG_PORT"
 
 head -c $((16 * 1024 * 1024)) /dev/zero >"$TMP/big.bin" # the stalled readers' body
 start_backend b1 || die "backend b1 failed to start"
 start_backend b2 || die "backend b2 failed to start"
+start_backend big || die "backend big failed to start"
 log "backends on 127.0.0.1:$BACKEND1_PORT (b1) and 127.0.0.1:$BACKEND2_PORT (b2)"
 
 TOKEN_TTL=$((SOAK_SECONDS + 3600))
@@ -470,7 +477,7 @@ event() { # NAME
             LOOP_PIDS+=("$!")
             nice -n 19 timeout -k 5 $((WINDOW + 20)) python3 "$HERE/attack.py" --port "$GATEWAY_PORT" \
                 --seconds "$WINDOW" --source 127.0.0.2 --silent 64 --slowloris 64 --stalled 4:50 \
-                --flood 2 --flood-rate "$SOAK_FLOOD_RATE" --path /public/big.bin >"$TMP/attack.json" 2>"$TMP/attack.err" </dev/null &
+                --flood 2 --flood-rate "$SOAK_FLOOD_RATE" --path /big/big.bin >"$TMP/attack.json" 2>"$TMP/attack.err" </dev/null &
             ATTACK_PID=$!
             PIDS+=("$!")
             printf '%s attack started (probe, attack.py)\n' "$at" >>"$TMP/events.log"

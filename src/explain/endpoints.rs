@@ -8,6 +8,7 @@ use http::{Method, header, request::Parts};
 use serde_json::Value;
 
 use portcullis::proxy::browser::{Answer, base_url, begin_sign_in, checked_return};
+use portcullis::proxy::endpoints::start_provider;
 use portcullis::routing::{AuthPolicy, host_of, normalise, normalise_host};
 use portcullis::session::store::live;
 use portcullis::snapshot::Snapshot;
@@ -158,37 +159,7 @@ fn start(snap: &Snapshot, parts: &Parts, report: &mut Report) {
         "return to",
         format!("{rd} (rd, when relative or an allowed host; else /)"),
     );
-    let named = query_param(parts, "provider").and_then(|n| snap.provider_index(&n));
-    let by_route = || {
-        let path = normalise(rd.split(['?', '#']).next()?).ok()?;
-        let host = parts
-            .headers
-            .get(header::HOST)
-            .and_then(|h| h.to_str().ok())
-            .map(normalise_host)
-            .unwrap_or_default();
-        let route = snap
-            .router
-            .resolve_index(&Method::GET, &host, &path.path)
-            .and_then(|i| snap.router.routes().get(i))?;
-        matches!(
-            route.auth,
-            AuthPolicy::Session | AuthPolicy::SessionOrBearer
-        )
-        .then_some(route.provider)?
-    };
-    let first_session_route = || {
-        snap.router
-            .routes()
-            .iter()
-            .find(|r| matches!(r.auth, AuthPolicy::Session | AuthPolicy::SessionOrBearer))
-            .and_then(|r| r.provider)
-    };
-    let Some(provider) = named
-        .or_else(by_route)
-        .or_else(first_session_route)
-        .and_then(|i| snap.sign_in(i))
-    else {
+    let Some(provider) = start_provider(snap, parts, &rd).and_then(|i| snap.sign_in(i)) else {
         return report.answer(404, "404 page: no provider is configured to sign in with");
     };
     report.step("provider", format!("`{}`", provider.name));

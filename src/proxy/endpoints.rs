@@ -175,14 +175,9 @@ fn bad_request(message: &str) -> Answer {
 }
 
 /// `/start?rd=URL[&provider=NAME]`: begins a sign-in.
-fn start(snap: &Snapshot, req: &Parts, trusted: bool, now: u64) -> Answer {
-    let Some(sessions) = &snap.config.sessions else {
-        return Answer::internal();
-    };
-    let Some(base) = base_url(snap, req, trusted) else {
-        return bad_request("The request's Host header is not usable.");
-    };
-    let rd = checked_return(sessions, query_param(req, "rd").as_deref());
+/// The provider `/start` signs in with: the one `?provider=` names, else that of the session
+/// route the return URL `rd` leads to, else that of the first session route.
+pub fn start_provider(snap: &Snapshot, req: &Parts, rd: &str) -> Option<usize> {
     let named = query_param(req, "provider").and_then(|n| snap.provider_index(&n));
     let by_route = || {
         let path = normalise(rd.split(['?', '#']).next()?).ok()?;
@@ -209,10 +204,18 @@ fn start(snap: &Snapshot, req: &Parts, trusted: bool, now: u64) -> Answer {
             .find(|r| matches!(r.auth, AuthPolicy::Session | AuthPolicy::SessionOrBearer))
             .and_then(|r| r.provider)
     };
-    let provider = named
-        .or_else(by_route)
-        .or_else(first_session_route)
-        .and_then(|i| snap.sign_in(i));
+    named.or_else(by_route).or_else(first_session_route)
+}
+
+fn start(snap: &Snapshot, req: &Parts, trusted: bool, now: u64) -> Answer {
+    let Some(sessions) = &snap.config.sessions else {
+        return Answer::internal();
+    };
+    let Some(base) = base_url(snap, req, trusted) else {
+        return bad_request("The request's Host header is not usable.");
+    };
+    let rd = checked_return(sessions, query_param(req, "rd").as_deref());
+    let provider = start_provider(snap, req, &rd).and_then(|i| snap.sign_in(i));
     let Some(provider) = provider else {
         return Answer::Html {
             status: 404,

@@ -39,11 +39,22 @@ pub fn free_port_with(offset: u16) -> u16 {
         .and_then(|r| r.split_whitespace().next()?.parse::<u16>().ok())
         .unwrap_or(32768);
     let (from, to) = (10_000u16, low.max(12_000 + offset) - offset);
+    // Ports handed out before in this process are not free, bound yet or not: a gateway's
+    // listen and admin ports are picked before it binds either (two picks once came out equal).
+    static GIVEN: std::sync::Mutex<Vec<u16>> = std::sync::Mutex::new(Vec::new());
+    let mut given = GIVEN
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
     for attempt in 0u32..1000 {
         let random = RandomState::new().hash_one((attempt, std::process::id()));
         let port = from + (random % u64::from(to - from)) as u16;
-        let free = |p: u16| StdTcpListener::bind(("127.0.0.1", p)).is_ok();
+        let taken = |p: u16| given.contains(&p);
+        let free = |p: u16| !taken(p) && StdTcpListener::bind(("127.0.0.1", p)).is_ok();
         if free(port) && (offset == 0 || free(port + offset)) {
+            given.push(port);
+            if offset != 0 {
+                given.push(port + offset);
+            }
             return port;
         }
     }

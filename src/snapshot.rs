@@ -34,8 +34,11 @@ pub struct Snapshot {
     pub pools: Vec<UpstreamPool>,
     /// Each route's request metrics, indexed like the router's routes.
     pub route_metrics: Vec<crate::metrics::RouteMetrics>,
-    /// Header hygiene rules.
+    /// Header hygiene rules: the `identity:` headers and the gateway's cookies.
     pub hygiene: Hygiene,
+    /// The rules for requests to each upstream (indexed like `config.upstreams`): also the
+    /// `access_token:` headers of every route to it.
+    pub upstream_hygiene: Vec<Hygiene>,
     /// Token rules per provider, indexed like `config.providers` (in name order).
     pub tokens: Vec<TokenProvider>,
     /// Verified tokens.
@@ -61,6 +64,11 @@ pub struct Snapshot {
 static GENERATION: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
 
 impl Snapshot {
+    /// The header hygiene of requests to upstream `upstream`.
+    pub fn hygiene_for(&self, upstream: usize) -> &Hygiene {
+        self.upstream_hygiene.get(upstream).unwrap_or(&self.hygiene)
+    }
+
     /// Compiles `config`; key sources come from (and are kept in) `keys`.
     pub fn build(config: Config, keys: &KeyRegistry) -> Self {
         let mut live = Vec::new();
@@ -108,6 +116,18 @@ impl Snapshot {
             .as_ref()
             .map_or("portcullis", |s| s.cookie_name.as_str());
         let hygiene = Hygiene::new(config.identity.header_names(), cookie_base);
+        // Per upstream, also each of its routes' own `access_token:` header: the app behind
+        // the upstream trusts it on every route that reaches it, not only the one that sets it.
+        let upstream_hygiene = (0..config.upstreams.len())
+            .map(|u| {
+                let tokens = config
+                    .routes
+                    .iter()
+                    .filter(|r| r.upstream == u)
+                    .filter_map(|r| r.access_token.as_ref());
+                Hygiene::new(config.identity.header_names().chain(tokens), cookie_base)
+            })
+            .collect();
         let cookies = config.sessions.as_ref().map(Cookies::new);
         let tls_cookies = config
             .sessions
@@ -143,6 +163,7 @@ impl Snapshot {
             pools,
             route_metrics,
             hygiene,
+            upstream_hygiene,
             tokens,
             token_cache: TokenCache::new(TOKEN_CACHE_ENTRIES),
             sign_in,

@@ -73,7 +73,7 @@ pub fn plan(
         None => format!("{} {target} HTTP/1.1", parts.method),
     };
     let mut removed = Vec::new();
-    let plan = snap.hygiene.plan(&parts.headers, false);
+    let plan = snap.hygiene_for(route.upstream).plan(&parts.headers, false);
     for (name, reason) in &plan.remove {
         let why = match reason {
             StripReason::HopByHop => "hop-by-hop, or named in Connection",

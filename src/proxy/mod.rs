@@ -460,7 +460,12 @@ fn upstream_request(
     ctx: &mut RequestCtx,
     count: bool,
 ) -> Result<()> {
-    let plan = snap.hygiene.plan(&req.headers, ctx.trusted);
+    let upstream = ctx
+        .route
+        .and_then(|i| snap.router.routes().get(i))
+        .map(|r| r.upstream);
+    let hygiene = upstream.map_or(&snap.hygiene, |u| snap.hygiene_for(u));
+    let plan = hygiene.plan(&req.headers, ctx.trusted);
     for (name, reason) in &plan.remove {
         req.remove_header(name);
         if count {

@@ -409,3 +409,74 @@ async fn request_ids_are_made_or_kept_from_a_trusted_proxy_and_go_everywhere() {
         .await;
     }
 }
+
+/// A route's own `access_token:` header is an identity header of its app: a client must not be
+/// able to send it to any route to the same upstream, in any spelling (before, only `identity:`
+/// names were removed, so a public route passed a forged `X-Route-Token` on to the app that
+/// trusts it). Another upstream's routes pass it: it means nothing to that app.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_routes_access_token_header_is_stripped_from_every_route() {
+    let backend = EchoBackend::start("app").await;
+    let gateway = Gateway::start(&format!(
+        "upstreams:
+  app: {{targets: [\"{0}\"]}}
+  other: {{targets: [\"{0}\"]}}
+providers:
+  hub:
+    authorization_endpoint: \"https://hub.test/authorize\"
+    token_endpoint: \"https://hub.test/token\"
+    userinfo_endpoint: \"https://hub.test/user\"
+    client_id: portcullis
+sessions:
+  secret: \"{1}\"
+routes:
+  - name: app
+    match: {{path_prefix: /app}}
+    upstream: app
+    auth: session
+    provider: hub
+    access_token: X-Route-Token
+  - name: other
+    match: {{path_prefix: /other}}
+    upstream: other
+    auth: public
+  - name: pub
+    upstream: app
+    auth: public
+",
+        backend.addr(),
+        crate::session::secret(4)
+    ))
+    .await;
+    for spelling in [
+        "X-Route-Token",
+        "x-route-token",
+        "X_Route_Token",
+        "x-ROUTE_token",
+    ] {
+        let response = raw_request(
+            gateway.addr(),
+            &request("GET", "/pub", Some("app.test"), &[(spelling, "forged")]),
+        )
+        .await;
+        assert_eq!(response.status, 200, "{spelling}: {}", response.text());
+        let echoed = Echoed::parse(&response.body, spelling);
+        assert!(
+            echoed.values_any_spelling("x-route-token").is_empty(),
+            "{spelling}: the forged token reached the app: {:?}",
+            echoed.headers
+        );
+        let response = raw_request(
+            gateway.addr(),
+            &request("GET", "/other", Some("app.test"), &[(spelling, "forged")]),
+        )
+        .await;
+        assert_eq!(response.status, 200, "{spelling}: {}", response.text());
+        let echoed = Echoed::parse(&response.body, spelling);
+        assert_eq!(
+            echoed.values_any_spelling("x-route-token"),
+            vec!["forged"],
+            "{spelling}: another upstream's route passes it"
+        );
+    }
+}

@@ -8,7 +8,7 @@ use http::{Method, header, request::Parts};
 use serde_json::Value;
 
 use portcullis::proxy::browser::{Answer, base_url, begin_sign_in, checked_return};
-use portcullis::proxy::endpoints::start_provider;
+use portcullis::proxy::endpoints::{original_request, start_provider};
 use portcullis::routing::{AuthPolicy, host_of, normalise, normalise_host};
 use portcullis::session::store::live;
 use portcullis::snapshot::Snapshot;
@@ -292,21 +292,9 @@ fn forward_auth(snap: &Snapshot, parts: &Parts, report: &mut Report) {
         "trust",
         "assumed to come from a peer in trusted_proxies (from any other: 400)",
     );
-    let method = header("x-forwarded-method")
-        .or_else(|| header("x-original-method"))
-        .and_then(|m| Method::from_bytes(m.as_bytes()).ok())
-        .unwrap_or(Method::GET);
-    let Ok(uri) = uri.parse::<http::Uri>() else {
+    let Some(original) = original_request(parts, uri) else {
         return report.answer(400, "400 JSON: malformed original URI");
     };
-    let mut original = parts.clone();
-    original.method = method;
-    original.uri = uri;
-    if let Some(host) = header("x-forwarded-host")
-        && let Ok(value) = http::HeaderValue::from_str(host)
-    {
-        original.headers.insert(header::HOST, value);
-    }
     let Ok(normal) = normalise(original.uri.path()) else {
         return report.answer(400, "400 JSON: ambiguous or malformed path");
     };

@@ -587,6 +587,27 @@ async fn userinfo(snap: &Snapshot, req: &Parts, now: u64) -> Answer {
 /// request is named by `X-Original-URI` / `X-Forwarded-Uri`, `X-Forwarded-Host` and
 /// `X-Forwarded-Method` (or `X-Original-Method`), believed only from `trusted_proxies`. The route
 /// it matches decides: 200 with the identity headers, or 401/403.
+/// The request a forward-auth call (`/auth`) is about: `req` with the method of
+/// `X-Forwarded-Method`/`X-Original-Method` (else GET), the target `uri` and the host of
+/// `X-Forwarded-Host` (else `req`'s). `None` when `uri` is not a request target.
+pub fn original_request(req: &Parts, uri: &str) -> Option<Parts> {
+    let header = |name: &str| req.headers.get(name).and_then(|v| v.to_str().ok());
+    let method = header("x-forwarded-method")
+        .or_else(|| header("x-original-method"))
+        .and_then(|m| Method::from_bytes(m.as_bytes()).ok())
+        .unwrap_or(Method::GET);
+    let uri = uri.parse::<http::Uri>().ok()?;
+    let mut original = req.clone();
+    original.method = method;
+    original.uri = uri;
+    if let Some(host) = header("x-forwarded-host")
+        && let Ok(value) = http::HeaderValue::from_str(host)
+    {
+        original.headers.insert(header::HOST, value);
+    }
+    Some(original)
+}
+
 async fn forward_auth(
     refreshes: &Refreshes,
     snap: &Snapshot,
@@ -616,21 +637,9 @@ async fn forward_auth(
             "forward_auth_untrusted",
         );
     };
-    let method = header("x-forwarded-method")
-        .or_else(|| header("x-original-method"))
-        .and_then(|m| Method::from_bytes(m.as_bytes()).ok())
-        .unwrap_or(Method::GET);
-    let Ok(uri) = uri.parse::<http::Uri>() else {
+    let Some(original) = original_request(req, uri) else {
         return refuse(400, "bad_request", "malformed original URI", "bad_target");
     };
-    let mut original = req.clone();
-    original.method = method;
-    original.uri = uri;
-    if let Some(host) = header("x-forwarded-host")
-        && let Ok(value) = http::HeaderValue::from_str(host)
-    {
-        original.headers.insert(header::HOST, value);
-    }
     let Ok(normal) = normalise(original.uri.path()) else {
         return refuse(
             400,
